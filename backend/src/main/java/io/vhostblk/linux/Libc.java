@@ -1,0 +1,554 @@
+package io.vhostblk.linux;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The C library calls vhostblk needs, bound once through {@code java.lang.foreign}.
+ *
+ * <p>Every call that can fail captures errno into a per-thread state segment (allocated once per
+ * thread, so the hot path allocates nothing) and throws {@link ErrnoException}. Raw variants
+ * ({@code *Raw}) return {@code -errno} instead of throwing, for callers on the I/O path that
+ * handle EAGAIN/EINTR themselves. Linux x86_64 only: struct layouts and syscall numbers are
+ * those of that ABI.
+ */
+public final class Libc {
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final SymbolLookup LIBC = LINKER.defaultLookup();
+    private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO = CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+    private static final Linker.Option CAPTURE = Linker.Option.captureCallState("errno");
+
+    private static final ThreadLocal<MemorySegment> CALL_STATE =
+            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CAPTURE_LAYOUT));
+
+    // --- open(2) flags
+    public static final int O_RDONLY = 0;
+    public static final int O_WRONLY = 1;
+    public static final int O_RDWR = 2;
+    public static final int O_CREAT = 0x40;
+    public static final int O_EXCL = 0x80;
+    public static final int O_NONBLOCK = 0x800;
+    public static final int O_DSYNC = 0x1000;
+    public static final int O_DIRECT = 0x4000;
+    public static final int O_CLOEXEC = 0x80000;
+
+    // --- mmap(2)
+    public static final int PROT_READ = 1;
+    public static final int PROT_WRITE = 2;
+    public static final int MAP_SHARED = 1;
+    public static final int MAP_PRIVATE = 2;
+    public static final int MAP_ANONYMOUS = 0x20;
+    public static final int MAP_NORESERVE = 0x4000;
+    public static final int MAP_POPULATE = 0x8000;
+
+    // --- fallocate(2)
+    public static final int FALLOC_FL_KEEP_SIZE = 1;
+    public static final int FALLOC_FL_PUNCH_HOLE = 2;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    // --- preadv2/pwritev2
+    public static final int RWF_DSYNC = 2;
+
+    // --- lseek
+    public static final int SEEK_SET = 0;
+    public static final int SEEK_END = 2;
+    public static final int SEEK_DATA = 3;
+    public static final int SEEK_HOLE = 4;
+
+    // --- stat st_mode
+    public static final int S_IFMT = 0xF000;
+    public static final int S_IFREG = 0x8000;
+    public static final int S_IFBLK = 0x6000;
+
+    // --- flock / fcntl
+    public static final int F_GETFD = 1;
+    public static final int F_SETFD = 2;
+    public static final int FD_CLOEXEC = 1;
+
+    // --- mlockall
+    public static final int MCL_CURRENT = 1;
+    public static final int MCL_FUTURE = 2;
+
+    private static final MethodHandle OPEN = capture("open",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle CLOSE = capture("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle READ = capture("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle WRITE = capture("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle PREAD = capture("pread64",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITE = capture("pwrite64",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PREADV2 = capture("preadv2",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle PWRITEV2 = capture("pwritev2",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle FDATASYNC = capture("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle FSYNC = capture("fsync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle FALLOCATE = capture("fallocate",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle FTRUNCATE = capture("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle LSEEK = capture("lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle FSTAT = capture("fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle IOCTL = capture("ioctl",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle FCNTL = capture("fcntl",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle MMAP = capture("mmap",
+            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle MUNMAP = capture("munmap", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle MEMFD_CREATE = capture("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle EVENTFD = capture("eventfd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle DUP = capture("dup", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle UNLINK = capture("unlink", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    private static final MethodHandle CHMOD = capture("chmod", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle CHOWN = capture("chown", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    private static final MethodHandle MLOCKALL = capture("mlockall", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle SYSCALL6 = capture("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
+            Linker.Option.firstVariadicArg(1));
+    private static final MethodHandle GETPID = LINKER.downcallHandle(
+            LIBC.find("getpid").orElseThrow(), FunctionDescriptor.of(JAVA_INT));
+    private static final MethodHandle STRERROR = LINKER.downcallHandle(
+            LIBC.find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
+
+    private Libc() {
+    }
+
+    static MethodHandle capture(String name, FunctionDescriptor fd, Linker.Option... extra) {
+        Linker.Option[] opts = new Linker.Option[extra.length + 1];
+        opts[0] = CAPTURE;
+        System.arraycopy(extra, 0, opts, 1, extra.length);
+        MemorySegment sym = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no " + name));
+        return LINKER.downcallHandle(sym, fd, opts);
+    }
+
+    /** The calling thread's errno capture segment; reused for every call on that thread. */
+    static MemorySegment state() {
+        return CALL_STATE.get();
+    }
+
+    static int errno(MemorySegment state) {
+        return (int) ERRNO.get(state, 0L);
+    }
+
+    static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException re) {
+            return re;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        return new IllegalStateException(t);
+    }
+
+    public static String strerror(int errno) {
+        try {
+            MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
+            return s.reinterpret(256).getString(0);
+        } catch (Throwable t) {
+            return "errno " + errno;
+        }
+    }
+
+    public static int getpid() {
+        try {
+            return (int) GETPID.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    // ------------------------------------------------------------------ files
+
+    public static int open(String path, int flags, int mode) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = state();
+            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), flags, mode);
+            if (fd < 0) {
+                throw new ErrnoException("open", errno(st), path);
+            }
+            return fd;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void close(int fd) {
+        if (fd < 0) {
+            return;
+        }
+        try {
+            MemorySegment st = state();
+            int r = (int) CLOSE.invokeExact(st, fd);
+            if (r < 0 && errno(st) != Errno.EINTR) {
+                throw new ErrnoException("close", errno(st));
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Closes without throwing; for clean-up paths. */
+    public static void closeQuietly(int fd) {
+        try {
+            close(fd);
+        } catch (RuntimeException ignored) {
+            // nothing to do on a clean-up path
+        }
+    }
+
+    /** read(2); returns bytes read or -errno. */
+    public static long readRaw(int fd, MemorySegment buf, long len) {
+        try {
+            MemorySegment st = state();
+            long r = (long) READ.invokeExact(st, fd, buf, len);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** write(2); returns bytes written or -errno. */
+    public static long writeRaw(int fd, MemorySegment buf, long len) {
+        try {
+            MemorySegment st = state();
+            long r = (long) WRITE.invokeExact(st, fd, buf, len);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** pread(2) of exactly {@code len} bytes unless EOF; returns bytes read. */
+    public static long pread(int fd, MemorySegment buf, long len, long offset) {
+        long done = 0;
+        while (done < len) {
+            long r;
+            try {
+                MemorySegment st = state();
+                r = (long) PREAD.invokeExact(st, fd, buf.asSlice(done), len - done, offset + done);
+                if (r < 0) {
+                    int e = errno(st);
+                    if (e == Errno.EINTR) {
+                        continue;
+                    }
+                    throw new ErrnoException("pread", e);
+                }
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+            if (r == 0) {
+                break;
+            }
+            done += r;
+        }
+        return done;
+    }
+
+    /** pwrite(2) of exactly {@code len} bytes. */
+    public static void pwrite(int fd, MemorySegment buf, long len, long offset) {
+        long done = 0;
+        while (done < len) {
+            try {
+                MemorySegment st = state();
+                long r = (long) PWRITE.invokeExact(st, fd, buf.asSlice(done), len - done, offset + done);
+                if (r < 0) {
+                    int e = errno(st);
+                    if (e == Errno.EINTR) {
+                        continue;
+                    }
+                    throw new ErrnoException("pwrite", e);
+                }
+                done += r;
+            } catch (Throwable t) {
+                throw rethrow(t);
+            }
+        }
+    }
+
+    /** preadv2(2): returns bytes or -errno. {@code iov} holds {@code iovcnt} struct iovec. */
+    public static long preadv2Raw(int fd, MemorySegment iov, int iovcnt, long offset, int flags) {
+        try {
+            MemorySegment st = state();
+            long r = (long) PREADV2.invokeExact(st, fd, iov, iovcnt, offset, flags);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** pwritev2(2): returns bytes or -errno. */
+    public static long pwritev2Raw(int fd, MemorySegment iov, int iovcnt, long offset, int flags) {
+        try {
+            MemorySegment st = state();
+            long r = (long) PWRITEV2.invokeExact(st, fd, iov, iovcnt, offset, flags);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fdatasync(2); returns 0 or -errno. */
+    public static int fdatasyncRaw(int fd) {
+        try {
+            MemorySegment st = state();
+            int r = (int) FDATASYNC.invokeExact(st, fd);
+            return r < 0 ? -errno(st) : 0;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void fsync(int fd) {
+        try {
+            MemorySegment st = state();
+            int r = (int) FSYNC.invokeExact(st, fd);
+            if (r < 0) {
+                throw new ErrnoException("fsync", errno(st));
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fallocate(2); returns 0 or -errno. */
+    public static int fallocateRaw(int fd, int mode, long offset, long len) {
+        try {
+            MemorySegment st = state();
+            int r = (int) FALLOCATE.invokeExact(st, fd, mode, offset, len);
+            return r < 0 ? -errno(st) : 0;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void ftruncate(int fd, long size) {
+        try {
+            MemorySegment st = state();
+            int r = (int) FTRUNCATE.invokeExact(st, fd, size);
+            if (r < 0) {
+                throw new ErrnoException("ftruncate", errno(st));
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** lseek(2); returns the offset or -errno (SEEK_DATA/SEEK_HOLE answer -ENXIO past the data). */
+    public static long lseekRaw(int fd, long offset, int whence) {
+        try {
+            MemorySegment st = state();
+            long r = (long) LSEEK.invokeExact(st, fd, offset, whence);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The fields of struct stat (x86_64) that vhostblk uses. */
+    public record Stat(long dev, long ino, int mode, int uid, int gid, long rdev, long size, long blksize, long blocks) {
+        public boolean isRegularFile() {
+            return (mode & S_IFMT) == S_IFREG;
+        }
+
+        public boolean isBlockDevice() {
+            return (mode & S_IFMT) == S_IFBLK;
+        }
+    }
+
+    public static Stat fstat(int fd) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(144, 8);
+            MemorySegment st = state();
+            int r = (int) FSTAT.invokeExact(st, fd, buf);
+            if (r < 0) {
+                throw new ErrnoException("fstat", errno(st));
+            }
+            return new Stat(buf.get(JAVA_LONG, 0), buf.get(JAVA_LONG, 8), buf.get(JAVA_INT, 24),
+                    buf.get(JAVA_INT, 28), buf.get(JAVA_INT, 32), buf.get(JAVA_LONG, 40), buf.get(JAVA_LONG, 48),
+                    buf.get(JAVA_LONG, 56), buf.get(JAVA_LONG, 64));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** ioctl(2) with a pointer argument; returns the result or -errno. */
+    public static int ioctlRaw(int fd, long request, MemorySegment arg) {
+        try {
+            MemorySegment st = state();
+            int r = (int) IOCTL.invokeExact(st, fd, request, arg);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int fcntl(int fd, int cmd, long arg) {
+        try {
+            MemorySegment st = state();
+            int r = (int) FCNTL.invokeExact(st, fd, cmd, arg);
+            if (r < 0) {
+                throw new ErrnoException("fcntl", errno(st));
+            }
+            return r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int dup(int fd) {
+        try {
+            MemorySegment st = state();
+            int r = (int) DUP.invokeExact(st, fd);
+            if (r < 0) {
+                throw new ErrnoException("dup", errno(st));
+            }
+            return r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void unlinkIfExists(String path) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = state();
+            int r = (int) UNLINK.invokeExact(st, a.allocateFrom(path));
+            if (r < 0 && errno(st) != Errno.ENOENT) {
+                throw new ErrnoException("unlink", errno(st), path);
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void chmod(String path, int mode) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = state();
+            int r = (int) CHMOD.invokeExact(st, a.allocateFrom(path), mode);
+            if (r < 0) {
+                throw new ErrnoException("chmod", errno(st), path);
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void chown(String path, int uid, int gid) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = state();
+            int r = (int) CHOWN.invokeExact(st, a.allocateFrom(path), uid, gid);
+            if (r < 0) {
+                throw new ErrnoException("chown", errno(st), path);
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void mlockall(int flags) {
+        try {
+            MemorySegment st = state();
+            int r = (int) MLOCKALL.invokeExact(st, flags);
+            if (r < 0) {
+                throw new ErrnoException("mlockall", errno(st));
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    // ------------------------------------------------------------------ memory
+
+    /** mmap(2); the returned segment has the mapping's length and must be released with {@link #munmap}. */
+    public static MemorySegment mmap(long len, int prot, int flags, int fd, long offset) {
+        try {
+            MemorySegment st = state();
+            MemorySegment p = (MemorySegment) MMAP.invokeExact(st, MemorySegment.NULL, len, prot, flags, fd, offset);
+            if (p.address() == -1L) {
+                throw new ErrnoException("mmap", errno(st), "of " + len + " bytes at offset " + offset);
+            }
+            return p.reinterpret(len);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void munmap(MemorySegment mapping) {
+        try {
+            MemorySegment st = state();
+            int r = (int) MUNMAP.invokeExact(st, mapping, mapping.byteSize());
+            if (r < 0) {
+                throw new ErrnoException("munmap", errno(st));
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static final int MFD_CLOEXEC = 1;
+    public static final int MFD_ALLOW_SEALING = 2;
+
+    public static int memfdCreate(String name, int flags) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = state();
+            int fd = (int) MEMFD_CREATE.invokeExact(st, a.allocateFrom(name), flags);
+            if (fd < 0) {
+                throw new ErrnoException("memfd_create", errno(st));
+            }
+            return fd;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    // ------------------------------------------------------------------ eventfd
+
+    public static final int EFD_NONBLOCK = 0x800;
+    public static final int EFD_CLOEXEC = 0x80000;
+
+    public static int eventfd(int initval, int flags) {
+        try {
+            MemorySegment st = state();
+            int fd = (int) EVENTFD.invokeExact(st, initval, flags);
+            if (fd < 0) {
+                throw new ErrnoException("eventfd", errno(st));
+            }
+            return fd;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    // ------------------------------------------------------------------ raw syscalls
+
+    public static final long SYS_IO_URING_SETUP = 425;
+    public static final long SYS_IO_URING_ENTER = 426;
+    public static final long SYS_IO_URING_REGISTER = 427;
+
+    /** syscall(2) with up to six arguments; returns the result or -errno. */
+    public static long syscallRaw(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+        try {
+            MemorySegment st = state();
+            long r = (long) SYSCALL6.invokeExact(st, nr, a1, a2, a3, a4, a5, a6);
+            return r < 0 ? -errno(st) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** A little-endian unsigned 64-bit counter as eventfd reads and writes it. */
+    public static final ValueLayout.OfLong U64 = JAVA_LONG;
+}
