@@ -66,7 +66,8 @@ public final class IoUring implements AutoCloseable {
     public IoUring(int entries) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment p = a.allocate(120, 8);
-            int fd = setup(entries, p, SETUP_CQSIZE | SETUP_COOP_TASKRUN | SETUP_SINGLE_ISSUER);
+            // No SINGLE_ISSUER: rings are created on the control thread and used by a worker.
+            int fd = setup(entries, p, SETUP_CQSIZE | SETUP_COOP_TASKRUN);
             if (fd == -Errno.EINVAL) {
                 p.fill((byte) 0);
                 fd = setup(entries, p, SETUP_CQSIZE);

@@ -91,10 +91,12 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle PWRITE = capture("pwrite64",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    // The iovec pointer is passed as a plain 64-bit integer: the I/O path holds raw iovec
+    // addresses and must not allocate a MemorySegment wrapper per call.
     private static final MethodHandle PREADV2 = capture("preadv2",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_INT));
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
     private static final MethodHandle PWRITEV2 = capture("pwritev2",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_INT));
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
     private static final MethodHandle FDATASYNC = capture("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle FSYNC = capture("fsync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle FALLOCATE = capture("fallocate",
@@ -280,7 +282,7 @@ public final class Libc {
     }
 
     /** preadv2(2): returns bytes or -errno. {@code iov} holds {@code iovcnt} struct iovec. */
-    public static long preadv2Raw(int fd, MemorySegment iov, int iovcnt, long offset, int flags) {
+    public static long preadv2Raw(int fd, long iov, int iovcnt, long offset, int flags) {
         try {
             MemorySegment st = state();
             long r = (long) PREADV2.invokeExact(st, fd, iov, iovcnt, offset, flags);
@@ -291,7 +293,7 @@ public final class Libc {
     }
 
     /** pwritev2(2): returns bytes or -errno. */
-    public static long pwritev2Raw(int fd, MemorySegment iov, int iovcnt, long offset, int flags) {
+    public static long pwritev2Raw(int fd, long iov, int iovcnt, long offset, int flags) {
         try {
             MemorySegment st = state();
             long r = (long) PWRITEV2.invokeExact(st, fd, iov, iovcnt, offset, flags);

@@ -324,6 +324,15 @@ public final class UnixSocket implements AutoCloseable {
         }
     }
 
+    /** shutdown(2) of a listening socket: wakes a thread blocked in {@link #accept}. */
+    public static void shutdownListener(int listenFd) {
+        try {
+            int ignored = (int) SHUTDOWN.invokeExact(Libc.state(), listenFd, 2);
+        } catch (Throwable t) {
+            throw Libc.rethrow(t);
+        }
+    }
+
     /** Shuts down both directions, waking a thread blocked in {@link #receive}. */
     public void shutdown() {
         try {

@@ -1,0 +1,157 @@
+package io.vhostblk.server;
+
+import io.vhostblk.blk.BlkDevice;
+import io.vhostblk.image.CacheMode;
+import io.vhostblk.image.RawImage;
+import io.vhostblk.linux.ErrnoException;
+import io.vhostblk.linux.IoUring;
+import io.vhostblk.linux.Libc;
+import org.apache.commons.cli.CommandLine;
+import org.apache.commons.cli.DefaultParser;
+import org.apache.commons.cli.HelpFormatter;
+import org.apache.commons.cli.Option;
+import org.apache.commons.cli.Options;
+import org.apache.commons.cli.ParseException;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+import sun.misc.Signal;
+
+import java.io.PrintWriter;
+import java.util.Arrays;
+
+/**
+ * {@code vhostblk-backend}: one vhost-user-blk server for one disk, following QEMU's
+ * vhost-user backend-program conventions (--socket-path | --fd, --print-capabilities, no
+ * daemonizing, quick clean exit on SIGTERM).
+ */
+public final class BackendMain {
+    static final String NAME = "vhostblk-backend";
+    public static final String CAPABILITIES = "{\"type\": \"block\", \"features\": [\"read-only\", \"blk-file\"]}";
+
+    private BackendMain() {
+    }
+
+    static Options options() {
+        Options o = new Options();
+        o.addOption(Option.builder().longOpt("socket-path").hasArg().argName("PATH").desc("listen on this UNIX socket").build());
+        o.addOption(Option.builder().longOpt("fd").hasArg().argName("N").desc("serve this already connected socket fd").build());
+        o.addOption(Option.builder().longOpt("blk-file").hasArg().argName("PATH").desc("image: file or block device").build());
+        o.addOption(Option.builder().longOpt("format").hasArg().argName("FMT").desc("image format: raw (never probed; default raw)").build());
+        o.addOption(Option.builder().longOpt("read-only").desc("export read-only (VIRTIO_BLK_F_RO)").build());
+        o.addOption(Option.builder().longOpt("print-capabilities").desc("print the capabilities JSON and exit").build());
+        o.addOption(Option.builder().longOpt("num-queues").hasArg().argName("N").desc("virtqueues offered (default 1)").build());
+        o.addOption(Option.builder().longOpt("workers").hasArg().argName("M").desc("worker threads (default 1)").build());
+        o.addOption(Option.builder().longOpt("queue-size").hasArg().argName("N").desc("largest ring accepted (default 1024)").build());
+        o.addOption(Option.builder().longOpt("serial").hasArg().argName("STR").desc("serial answered to GET_ID (<= 20 bytes)").build());
+        o.addOption(Option.builder().longOpt("engine").hasArg().argName("E").desc("io_uring or threads (default io_uring when the host allows it)").build());
+        o.addOption(Option.builder().longOpt("cache").hasArg().argName("MODE").desc("none (O_DIRECT, default) or writeback").build());
+        o.addOption(Option.builder().longOpt("poll-us").hasArg().argName("N").desc("busy-poll N microseconds before sleeping (default 0)").build());
+        o.addOption(Option.builder().longOpt("io-threads").hasArg().argName("N").desc("I/O threads per worker for --engine threads (default 4)").build());
+        o.addOption(Option.builder().longOpt("mlock").desc("lock all memory (mlockall) so reclaim never waits on us").build());
+        o.addOption(Option.builder().longOpt("help").desc("show this help").build());
+        return o;
+    }
+
+    static BackendConfig parse(String[] args) throws ParseException {
+        CommandLine cl = DefaultParser.builder().build().parse(options(), args);
+        if (!cl.getArgList().isEmpty()) {
+            throw new ParseException("unexpected argument '" + cl.getArgList().getFirst() + "'");
+        }
+        String engine = cl.getOptionValue("engine");
+        if (engine == null) {
+            engine = IoUring.isAvailable() ? "io_uring" : "threads";
+        }
+        return new BackendConfig(
+                cl.getOptionValue("socket-path"),
+                intOpt(cl, "fd", -1),
+                cl.getOptionValue("blk-file"),
+                cl.getOptionValue("format", "raw"),
+                cl.hasOption("read-only"),
+                intOpt(cl, "num-queues", 1),
+                intOpt(cl, "workers", 1),
+                intOpt(cl, "queue-size", 1024),
+                cl.getOptionValue("serial"),
+                engine,
+                CacheMode.parse(cl.getOptionValue("cache", "none")),
+                intOpt(cl, "poll-us", 0),
+                intOpt(cl, "io-threads", 4),
+                cl.hasOption("mlock"));
+    }
+
+    private static int intOpt(CommandLine cl, String name, int dflt) throws ParseException {
+        String v = cl.getOptionValue(name);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            return Integer.parseInt(v);
+        } catch (NumberFormatException e) {
+            throw new ParseException("--" + name + " needs a number, not '" + v + "'");
+        }
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    static int run(String[] args) {
+        if (Arrays.asList(args).contains("--print-capabilities")) {
+            System.out.println(CAPABILITIES);
+            return 0;
+        }
+        if (Arrays.asList(args).contains("--help")) {
+            new HelpFormatter().printHelp(new PrintWriter(System.out, true), 100, NAME + " --socket-path PATH | --fd N --blk-file PATH [options]",
+                    "", options(), 2, 2, "");
+            return 0;
+        }
+        BackendConfig config;
+        try {
+            config = parse(args);
+        } catch (ParseException | IllegalArgumentException e) {
+            System.err.println(NAME + ": " + e.getMessage() + " (see --help)");
+            return 2;
+        }
+        Logger log = LogManager.getLogger(BackendMain.class);
+        RawImage image;
+        BackendServer server;
+        try {
+            if (config.mlock()) {
+                Libc.mlockall(Libc.MCL_CURRENT | Libc.MCL_FUTURE);
+            }
+            if ("io_uring".equals(config.engine()) && !IoUring.isAvailable()) {
+                throw new IllegalArgumentException("io_uring is not available on this host (kernel.io_uring_disabled or seccomp); use --engine threads");
+            }
+            image = RawImage.open(config.blkFile(), config.readOnly(), config.cache());
+        } catch (ErrnoException | IllegalArgumentException e) {
+            System.err.println(NAME + ": " + e.getMessage());
+            return 1;
+        }
+        BlkDevice device;
+        try {
+            device = new BlkDevice(image, config.numQueues(), config.serial());
+            server = new BackendServer(config, device);
+        } catch (ErrnoException | IllegalArgumentException e) {
+            image.close();
+            System.err.println(NAME + ": " + e.getMessage());
+            return 1;
+        }
+        Thread main = Thread.currentThread();
+        Signal.handle(new Signal("TERM"), sig -> server.stop());
+        Signal.handle(new Signal("INT"), sig -> server.stop());
+        log.info("serving {} with {} queue(s), {} worker(s), engine {}, cache {}{}", image.describe(), config.numQueues(),
+                config.workers(), config.engine(), config.cache().name().toLowerCase(),
+                config.pollUs() > 0 ? ", poll " + config.pollUs() + " us" : "");
+        try {
+            server.run();
+        } catch (RuntimeException e) {
+            log.error("backend failed", e);
+            server.close();
+            image.close();
+            return 1;
+        }
+        server.close();
+        image.close();
+        log.info("stopped cleanly after {} connection(s)", server.connections());
+        return main.isAlive() ? 0 : 0;
+    }
+}
