@@ -39,6 +39,7 @@ public final class ThreadsEngine implements IoEngine {
 
     private final Op[] free;
     private int freeTop;
+    private int created;
     private final ManyToManyConcurrentArrayQueue<Op> submissions;
     private final ManyToOneConcurrentArrayQueue<Op> completions;
     private final Op[] staged;
@@ -50,11 +51,10 @@ public final class ThreadsEngine implements IoEngine {
 
     public ThreadsEngine(int capacity, int ioThreads, String name) {
         int cap = Math.max(8, capacity);
+        // Ops are created on first need (a connection rarely uses every ring entry) and then
+        // recycled, so the steady state allocates nothing.
         this.free = new Op[cap];
-        for (int i = 0; i < cap; i++) {
-            free[i] = new Op();
-        }
-        this.freeTop = cap;
+        this.freeTop = 0;
         this.staged = new Op[cap];
         this.submissions = new ManyToManyConcurrentArrayQueue<>(cap);
         this.completions = new ManyToOneConcurrentArrayQueue<>(cap);
@@ -68,10 +68,15 @@ public final class ThreadsEngine implements IoEngine {
     }
 
     private boolean stage(int kind, int fd, long iovAddr, int iovcnt, long offset, long len, int flags, long token) {
-        if (freeTop == 0) {
+        Op op;
+        if (freeTop > 0) {
+            op = free[--freeTop];
+        } else if (created < free.length) {
+            op = new Op();
+            created++;
+        } else {
             return false;
         }
-        Op op = free[--freeTop];
         op.kind = kind;
         op.fd = fd;
         op.iovAddr = iovAddr;

@@ -39,7 +39,7 @@ public final class BackendMain {
         o.addOption(Option.builder().longOpt("format").hasArg().argName("FMT").desc("image format: raw (never probed; default raw)").build());
         o.addOption(Option.builder().longOpt("read-only").desc("export read-only (VIRTIO_BLK_F_RO)").build());
         o.addOption(Option.builder().longOpt("print-capabilities").desc("print the capabilities JSON and exit").build());
-        o.addOption(Option.builder().longOpt("num-queues").hasArg().argName("N").desc("virtqueues offered (default 1)").build());
+        o.addOption(Option.builder().longOpt("num-queues").hasArg().argName("N").desc("most virtqueues offered; QEMU uses one per vCPU unless told (default 16)").build());
         o.addOption(Option.builder().longOpt("workers").hasArg().argName("M").desc("worker threads (default 1)").build());
         o.addOption(Option.builder().longOpt("queue-size").hasArg().argName("N").desc("largest ring accepted (default 1024)").build());
         o.addOption(Option.builder().longOpt("serial").hasArg().argName("STR").desc("serial answered to GET_ID (<= 20 bytes)").build());
@@ -67,7 +67,7 @@ public final class BackendMain {
                 cl.getOptionValue("blk-file"),
                 cl.getOptionValue("format", "raw"),
                 cl.hasOption("read-only"),
-                intOpt(cl, "num-queues", 1),
+                intOpt(cl, "num-queues", 16),
                 intOpt(cl, "workers", 1),
                 intOpt(cl, "queue-size", 1024),
                 cl.getOptionValue("serial"),

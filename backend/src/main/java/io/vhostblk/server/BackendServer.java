@@ -64,7 +64,15 @@ public final class BackendServer {
     private void serve(UnixSocket s) {
         connections++;
         LOG.info("frontend connected (connection #{})", connections);
-        Connection c = new Connection(config, device, s);
+        Connection c;
+        try {
+            c = new Connection(config, device, s);
+        } catch (RuntimeException e) {
+            // E.g. io_uring setup refused (RLIMIT_MEMLOCK, ENOMEM): drop this frontend, keep listening.
+            LOG.error("cannot set up a session for the frontend: {}", e.getMessage());
+            s.close();
+            return;
+        }
         current = c;
         if (stopping) {
             c.interrupt();

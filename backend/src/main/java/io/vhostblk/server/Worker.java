@@ -28,7 +28,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  */
 public final class Worker implements Runnable {
     private static final Logger LOG = LogManager.getLogger(Worker.class);
-    static final int MAX_QUEUES = 64;
+    static final int MAX_QUEUES = 256;
     private static final long TOKEN_WAKE = -1;
     private static final long TOKEN_ENGINE = -2;
 

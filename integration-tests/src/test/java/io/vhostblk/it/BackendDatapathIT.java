@@ -95,7 +95,7 @@ class BackendDatapathIT {
 
     private QemuGuest.Builder guest(Cfg c, String test) {
         return QemuGuest.builder().test(test).socket(ws.socket()).smp(c.smp()).numQueues(c.queues())
-                .queueSize(c.queueSize()).eventIdx(c.eventIdx()).logFile(ws.file("guest.log"));
+                .queueSize(c.queueSize()).eventIdx(c.eventIdx()).logFile(ws.file("guest.log")).watch(backend);
     }
 
     /** Guest result must be a success; on failure include the backend's log too. */

@@ -47,7 +47,7 @@ class GuestRigTest {
     }
 
     private QemuGuest.Builder guest(String test) {
-        return QemuGuest.builder().test(test).socket(ws.socket()).numQueues(QUEUES).logFile(ws.file("guest.log"));
+        return QemuGuest.builder().test(test).socket(ws.socket()).numQueues(QUEUES).logFile(ws.file("guest.log")).watch(qsd);
     }
 
     private void assertQsdStopsCleanly() {

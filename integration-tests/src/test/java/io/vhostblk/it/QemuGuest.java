@@ -50,7 +50,8 @@ public final class QemuGuest {
         if (b.extraAppend != null) {
             append.append(' ').append(b.extraAppend);
         }
-        cmd.addAll(List.of("-append", append.toString(), "-nographic"));
+        // no network device: nothing to emulate and no iPXE option ROM to run at boot
+        cmd.addAll(List.of("-append", append.toString(), "-nographic", "-nic", "none"));
         if (b.noReboot) {
             cmd.add("-no-reboot");
         }
@@ -94,8 +95,23 @@ public final class QemuGuest {
                     .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
                     .start();
             boolean exited;
+            long deadline = t0 + b.timeout.toNanos();
+            long backendDiedAt = 0;
             try {
-                exited = p.waitFor(b.timeout.toMillis(), TimeUnit.MILLISECONDS);
+                while (true) {
+                    exited = p.waitFor(500, TimeUnit.MILLISECONDS);
+                    long now = System.nanoTime();
+                    if (exited || now > deadline) {
+                        break;
+                    }
+                    if (b.watched != null && !b.watched.isAlive()) {
+                        if (backendDiedAt == 0) {
+                            backendDiedAt = now;
+                        } else if (now - backendDiedAt > TimeUnit.SECONDS.toNanos(5)) {
+                            break; // the guest cannot finish without its disk: fail fast
+                        }
+                    }
+                }
             } catch (InterruptedException e) {
                 p.destroyForcibly();
                 Thread.currentThread().interrupt();
@@ -110,6 +126,11 @@ public final class QemuGuest {
                     Thread.currentThread().interrupt();
                 }
                 GuestResult partial = GuestResult.parse(log, -1, elapsed);
+                if (backendDiedAt != 0) {
+                    throw new AssertionError("backend died during guest test '" + b.test + "', QEMU killed; "
+                            + partial.describe() + "\nbackend log " + b.watched.log() + " (last lines):\n"
+                            + b.watched.logTail(30));
+                }
                 throw new AssertionError("QEMU guest '" + b.test + "' timed out after " + b.timeout.toSeconds()
                         + " s and was killed; " + partial.describe());
             }
@@ -156,6 +177,7 @@ public final class QemuGuest {
         private Duration timeout = Duration.ofSeconds(240);
         private Path logFile;
         private final List<String> extraQemuArgs = new ArrayList<>();
+        private BackendProcess watched;
 
         public Builder qemuBinary(String v) { this.qemuBinary = v; return this; }
         public Builder image(GuestImage v) { this.image = v; return this; }
@@ -188,6 +210,8 @@ public final class QemuGuest {
         public Builder timeout(Duration v) { this.timeout = v; return this; }
         public Builder logFile(Path v) { this.logFile = v; return this; }
         public Builder extraQemuArgs(String... v) { this.extraQemuArgs.addAll(List.of(v)); return this; }
+        /** If this backend dies while the guest runs, kill QEMU after 5 s and fail with both logs. */
+        public Builder watch(BackendProcess v) { this.watched = v; return this; }
 
         public QemuGuest build() {
             Objects.requireNonNull(socket, "socket");
