@@ -48,6 +48,7 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
     private final int align;
     private long errorsLogged;
     private long errors;
+    private long completed;
 
     /** @param queues the worker's queues by local index (the array is shared and updated by the worker) */
     public BlkRequestHandler(BlkDevice device, IoEngine engine, BlkQueue[] queues) {
@@ -66,8 +67,14 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
         this.align = image.logicalBlockSize();
     }
 
+    /** Requests that did not complete with S_OK (read by the status thread: a statistic, no ordering). */
     public long errors() {
         return errors;
+    }
+
+    /** Requests completed, whatever their status. */
+    public long completed() {
+        return completed;
     }
 
     /** Takes chain {@code head} off queue {@code q} and starts it. */
@@ -364,6 +371,7 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
         q.dirty = true;
         q.inflight--;
         q.completed++;
+        completed++;
         q.release(s);
     }
 

@@ -17,7 +17,8 @@ public record BackendConfig(
         CacheMode cache,
         long pollUs,
         int ioThreads,
-        boolean mlock) {
+        boolean mlock,
+        String controlSocket) {
 
     public BackendConfig {
         if ((socketPath == null) == (fd < 0)) {

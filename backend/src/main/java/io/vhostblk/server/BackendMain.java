@@ -48,6 +48,7 @@ public final class BackendMain {
         o.addOption(Option.builder().longOpt("poll-us").hasArg().argName("N").desc("busy-poll N microseconds before sleeping (default 0)").build());
         o.addOption(Option.builder().longOpt("io-threads").hasArg().argName("N").desc("I/O threads per worker for --engine threads (default 4)").build());
         o.addOption(Option.builder().longOpt("mlock").desc("lock all memory (mlockall) so reclaim never waits on us").build());
+        o.addOption(Option.builder().longOpt("control-socket").hasArg().argName("PATH").desc("answer 'status' with a JSON line on this UNIX socket").build());
         o.addOption(Option.builder().longOpt("help").desc("show this help").build());
         return o;
     }
@@ -75,7 +76,8 @@ public final class BackendMain {
                 CacheMode.parse(cl.getOptionValue("cache", "none")),
                 intOpt(cl, "poll-us", 0),
                 intOpt(cl, "io-threads", 4),
-                cl.hasOption("mlock"));
+                cl.hasOption("mlock"),
+                cl.getOptionValue("control-socket"));
     }
 
     private static int intOpt(CommandLine cl, String name, int dflt) throws ParseException {
@@ -135,7 +137,17 @@ public final class BackendMain {
             System.err.println(NAME + ": " + e.getMessage());
             return 1;
         }
-        Thread main = Thread.currentThread();
+        io.vhostblk.control.ControlServer control = null;
+        if (config.controlSocket() != null) {
+            try {
+                control = new io.vhostblk.control.ControlServer(java.nio.file.Path.of(config.controlSocket()), server::status);
+            } catch (java.io.IOException e) {
+                server.close();
+                image.close();
+                System.err.println(NAME + ": control socket " + config.controlSocket() + ": " + e.getMessage());
+                return 1;
+            }
+        }
         Signal.handle(new Signal("TERM"), sig -> server.stop());
         Signal.handle(new Signal("INT"), sig -> server.stop());
         log.info("serving {} with {} queue(s), {} worker(s), engine {}, cache {}{}", image.describe(), config.numQueues(),
@@ -145,13 +157,19 @@ public final class BackendMain {
             server.run();
         } catch (RuntimeException e) {
             log.error("backend failed", e);
+            if (control != null) {
+                control.close();
+            }
             server.close();
             image.close();
             return 1;
         }
+        if (control != null) {
+            control.close();
+        }
         server.close();
         image.close();
         log.info("stopped cleanly after {} connection(s)", server.connections());
-        return main.isAlive() ? 0 : 0;
+        return 0;
     }
 }

@@ -19,7 +19,10 @@ public final class BackendServer {
     private final int listenFd;
     private volatile boolean stopping;
     private volatile Connection current;
-    private long connections;
+    private volatile long connections;
+    private volatile long pastRequests;
+    private volatile long pastErrors;
+    private final long startNanos = System.nanoTime();
 
     public BackendServer(BackendConfig config, BlkDevice device) {
         this.config = config;
@@ -78,6 +81,8 @@ public final class BackendServer {
             c.interrupt();
         }
         c.serve();
+        pastRequests += c.requests();
+        pastErrors += c.errors();
         current = null;
     }
 
@@ -95,6 +100,16 @@ public final class BackendServer {
             // shutdown(2) on a listening socket wakes a blocked accept with EINVAL.
             io.vhostblk.linux.UnixSocket.shutdownListener(listenFd);
         }
+    }
+
+    /** What the control socket reports. */
+    public io.vhostblk.control.BackendStatus status() {
+        Connection c = current;
+        long req = pastRequests + (c == null ? 0 : c.requests());
+        long err = pastErrors + (c == null ? 0 : c.errors());
+        return new io.vhostblk.control.BackendStatus(ProcessHandle.current().pid(), config.blkFile(), config.format(),
+                config.socketPath(), c != null, connections, c == null ? 0 : c.startedQueues(),
+                (System.nanoTime() - startNanos) / 1_000_000_000L, req, err);
     }
 
     /** Releases the socket (and its path). */

@@ -106,6 +106,30 @@ final class Connection {
         }
     }
 
+    long requests() {
+        long n = 0;
+        for (Worker w : workers) {
+            n += w.requests();
+        }
+        return n;
+    }
+
+    long errors() {
+        long n = 0;
+        for (Worker w : workers) {
+            n += w.errors();
+        }
+        return n;
+    }
+
+    int startedQueues() {
+        int n = 0;
+        for (Vring v : vrings) {
+            n += v.started ? 1 : 0;
+        }
+        return n;
+    }
+
     /** Wakes {@link #serve} from another thread (SIGTERM). */
     void interrupt() {
         channel.socket().shutdown();

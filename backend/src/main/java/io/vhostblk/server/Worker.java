@@ -78,6 +78,10 @@ public final class Worker implements Runnable {
         return handler.errors();
     }
 
+    public long requests() {
+        return handler.completed();
+    }
+
     /** Runs {@code command} on the worker thread; the future completes when it has run. */
     CompletableFuture<Void> execute(Runnable command) {
         CompletableFuture<Void> f = new CompletableFuture<>();
