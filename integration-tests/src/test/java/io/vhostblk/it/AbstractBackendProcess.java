@@ -57,7 +57,7 @@ abstract class AbstractBackendProcess implements BackendProcess {
                     .redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
             environment(pb.environment());
-            process = pb.start();
+            process = ChildProcesses.register(pb.start());
         } catch (IOException e) {
             throw new UncheckedIOException("cannot start " + cmd, e);
         }
@@ -65,6 +65,7 @@ abstract class AbstractBackendProcess implements BackendProcess {
         while (true) {
             if (!process.isAlive()) {
                 exitCode = process.exitValue();
+                ChildProcesses.unregister(process);
                 throw new AssertionError("backend exited with code " + exitCode + " before its socket " + socket
                         + " accepted a connection; " + describeLog());
             }
@@ -128,6 +129,9 @@ abstract class AbstractBackendProcess implements BackendProcess {
             }
         }
         exitCode = process.isAlive() ? -1 : process.exitValue();
+        if (exitCode != -1) {
+            ChildProcesses.unregister(process);
+        }
         appendToLog("# harness: backend exit code " + exitCode);
         return exitCode;
     }

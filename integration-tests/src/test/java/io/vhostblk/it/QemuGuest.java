@@ -89,11 +89,11 @@ public final class QemuGuest {
             Files.createDirectories(log.toAbsolutePath().getParent());
             Files.writeString(log, "# " + String.join(" ", cmd) + "\n", StandardCharsets.UTF_8);
             long t0 = System.nanoTime();
-            Process p = new ProcessBuilder(cmd)
+            Process p = ChildProcesses.register(new ProcessBuilder(cmd)
                     .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                     .redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
-                    .start();
+                    .start());
             boolean exited;
             long deadline = t0 + b.timeout.toNanos();
             long backendDiedAt = 0;
@@ -125,6 +125,9 @@ public final class QemuGuest {
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                 }
+                if (!p.isAlive()) {
+                    ChildProcesses.unregister(p);
+                }
                 GuestResult partial = GuestResult.parse(log, -1, elapsed);
                 if (backendDiedAt != 0) {
                     throw new AssertionError("backend died during guest test '" + b.test + "', QEMU killed; "
@@ -134,6 +137,7 @@ public final class QemuGuest {
                 throw new AssertionError("QEMU guest '" + b.test + "' timed out after " + b.timeout.toSeconds()
                         + " s and was killed; " + partial.describe());
             }
+            ChildProcesses.unregister(p);
             GuestResult r = GuestResult.parse(log, p.exitValue(), elapsed);
             System.out.printf("[guest %s] %.1f s, done=%s, qemu exit %d, %s, log %s%n", b.test,
                     elapsed.toMillis() / 1000.0, r.doneRc().isPresent() ? r.doneRc().getAsInt() : "missing",
@@ -174,7 +178,7 @@ public final class QemuGuest {
         private Boolean configWce;
         private boolean noReboot = true;
         private boolean reconnect;
-        private Duration timeout = Duration.ofSeconds(240);
+        private Duration timeout = Duration.ofSeconds(180);
         private Path logFile;
         private final List<String> extraQemuArgs = new ArrayList<>();
         private BackendProcess watched;
