@@ -4,7 +4,8 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 import static java.lang.foreign.ValueLayout.JAVA_INT;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
+import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
 
 /**
  * One vhost-user message as a flyweight over a reusable native buffer: the 12-byte header
@@ -112,22 +113,25 @@ public final class Message {
         }
     }
 
+    // The payload starts at byte 12 of the buffer, so its u64 fields are never 8-aligned in
+    // memory: payload accesses must use the unaligned layouts (the aligned ones throw).
+
     public long u64(long off) {
         check(off, 8);
-        return buf.get(JAVA_LONG, HEADER_SIZE + off);
+        return buf.get(JAVA_LONG_UNALIGNED, HEADER_SIZE + off);
     }
 
     public int u32(long off) {
         check(off, 4);
-        return buf.get(JAVA_INT, HEADER_SIZE + off);
+        return buf.get(JAVA_INT_UNALIGNED, HEADER_SIZE + off);
     }
 
     public void putU64(long off, long v) {
-        buf.set(JAVA_LONG, HEADER_SIZE + off, v);
+        buf.set(JAVA_LONG_UNALIGNED, HEADER_SIZE + off, v);
     }
 
     public void putU32(long off, int v) {
-        buf.set(JAVA_INT, HEADER_SIZE + off, v);
+        buf.set(JAVA_INT_UNALIGNED, HEADER_SIZE + off, v);
     }
 
     /** The payload bytes [off, off+len) as a segment (bounds-checked against the payload size). */
