@@ -370,11 +370,16 @@ public final class BenchMain {
         }
     }
 
+    /** Waits for the workers, waking up once a second to look for stalled queues. */
     private static void joinAll(List<Thread> threads, List<Worker> workers) {
         for (Thread t : threads) {
             while (t.isAlive()) {
                 try {
-                    t.join();
+                    t.join(1000);
+                    long now = System.nanoTime();
+                    for (Worker w : workers) {
+                        w.checkStalled(now);
+                    }
                 } catch (InterruptedException e) {
                     for (Worker w : workers) {
                         w.failure = e;
@@ -407,6 +412,7 @@ public final class BenchMain {
         long kicks;
         long kicksSuppressed;
         long sleeps;
+        long workerAlloc;
         long size;
         long generation;
 
@@ -427,6 +433,7 @@ public final class BenchMain {
                 r.mismatches += w.mismatchedSectors;
                 r.lat.add(w.latency);
                 workerCpu += w.threadCpu.totalNanos();
+                r.workerAlloc += w.allocated;
             }
             for (int q = 0; q < client.queueCount(); q++) {
                 DriverQueue dq = client.queue(q);
@@ -492,7 +499,8 @@ public final class BenchMain {
             dbl(b, "worker_cpu_pct", workerCpuPct, 1).append(',');
             num(b, "kicks", kicks).append(',');
             num(b, "kicks_suppressed", kicksSuppressed).append(',');
-            num(b, "sleeps", sleeps);
+            num(b, "sleeps", sleeps).append(',');
+            num(b, "worker_alloc_bytes", workerAlloc);
             if (cfg.verify()) {
                 b.append(",\"verify\":{");
                 num(b, "sectors", verified).append(',');

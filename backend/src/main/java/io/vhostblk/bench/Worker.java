@@ -6,6 +6,9 @@ import io.vhostblk.frontend.DriverQueue;
 import org.HdrHistogram.Histogram;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -16,7 +19,6 @@ import java.util.List;
 final class Worker implements Runnable {
     /** No completion for this long with requests in flight: the backend is stuck. */
     static final long STALL_NANOS = 30_000_000_000L;
-    private static final long AWAIT_SLICE_NANOS = 100_000_000L;
     private static final int MAX_REPORTED = 10;
 
     private final int id;
@@ -53,6 +55,8 @@ final class Worker implements Runnable {
     final List<String> problems = new ArrayList<>();
     Throwable failure;
     CpuUsage.Sample threadCpu = new CpuUsage.Sample(0, 0);
+    /** Heap bytes the worker thread allocated over the whole run (setup of the loop included). */
+    long allocated;
 
     Worker(int id, BlkDriver d, BenchConfig cfg, long firstBlock, long blocks, long seed, long generation) {
         this.id = id;
@@ -73,6 +77,7 @@ final class Worker implements Runnable {
     @Override
     public void run() {
         CpuUsage.Sample cpu0 = CpuUsage.thread();
+        long alloc0 = allocatedBytes();
         try {
             if (cfg.verify()) {
                 verify();
@@ -83,7 +88,16 @@ final class Worker implements Runnable {
             failure = t;
         } finally {
             threadCpu = CpuUsage.thread().minus(cpu0);
+            allocated = allocatedBytes() - alloc0;
         }
+    }
+
+    /** Heap bytes this thread allocated so far (-1 if the JVM cannot tell). */
+    private static long allocatedBytes() {
+        if (ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean t) {
+            return t.getCurrentThreadAllocatedBytes();
+        }
+        return -1;
     }
 
     private long nextRandom() {
@@ -173,12 +187,43 @@ final class Worker implements Runnable {
         }
     }
 
+    /**
+     * Sleeps (or spins with --poll) until completions arrive: one blocking read of the call
+     * eventfd per sleep. A stuck backend is detected by the main thread's watchdog
+     * ({@link #checkStalled}), which wakes the worker up.
+     */
     private void waitForCompletions(long lastProgress) {
-        if (!d.await(AWAIT_SLICE_NANOS) && System.nanoTime() - lastProgress > STALL_NANOS) {
+        PROGRESS.setOpaque(this, lastProgress); // asleep; last completion at lastProgress
+        q.awaitUsed();
+        PROGRESS.setOpaque(this, 0L);
+        if (stalled && !q.hasUsed()) {
             throw new IllegalStateException("queue " + id + ": no completion for " + STALL_NANOS / 1_000_000_000L + " s with "
                     + q.inFlight() + " requests in flight (" + q + ")");
         }
     }
+
+    /** Watchdog, from the main thread: wakes the worker up if it sleeps without a completion for too long. */
+    void checkStalled(long now) {
+        long last = (long) PROGRESS.getOpaque(this);
+        if (last != 0 && now - last > STALL_NANOS) {
+            stalled = true;
+            q.wakeup();
+        }
+    }
+
+    private static final VarHandle PROGRESS;
+
+    static {
+        try {
+            PROGRESS = MethodHandles.lookup().findVarHandle(Worker.class, "lastProgressNanos", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    @SuppressWarnings("unused") // accessed through PROGRESS
+    private long lastProgressNanos;
+    private volatile boolean stalled;
 
     static String statusName(int status) {
         return switch (status) {

@@ -1,12 +1,12 @@
 package io.vhostblk.frontend;
 
+import io.vhostblk.linux.Epoll;
 import io.vhostblk.linux.Errno;
 import io.vhostblk.linux.ErrnoException;
 import io.vhostblk.linux.EventFd;
 import io.vhostblk.linux.Libc;
 import io.vhostblk.virtq.SplitRing;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
@@ -37,6 +37,7 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * interrupts from re-checking the used index).
  */
 public final class DriverQueue implements AutoCloseable {
+    private static final int EPOLLET = 1 << 31;
     /** 16-bit ring fields with release/acquire access (coordinates: segment, offset). */
     private static final VarHandle U16 = JAVA_SHORT.varHandle();
 
@@ -94,8 +95,8 @@ public final class DriverQueue implements AutoCloseable {
 
     private final int kickFd;
     private final int callFd;
-    private final Arena arena = Arena.ofShared();
-    private final MemorySegment callBuf = arena.allocate(JAVA_LONG);
+    /** Watches the call eventfd edge-triggered: one epoll_wait per sleep, the counter is never read. */
+    private final Epoll callWatch;
 
     // free descriptors: a list threaded through next[]; next[] also keeps each chain's links
     private final int[] next;
@@ -173,8 +174,12 @@ public final class DriverQueue implements AutoCloseable {
         segFlags = new short[maxSegs];
 
         kickFd = EventFd.create();
-        // blocking, so a sleeping driver waits in one read(2); the device only ever writes it
-        callFd = Libc.eventfd(0, Libc.EFD_CLOEXEC);
+        callFd = EventFd.create();
+        // Edge-triggered: every write by the device (or wakeup()) is one event, so sleeping costs a
+        // single epoll_wait and the eventfd needs no read. (A blocking read would not do: the fd's
+        // file status flags are shared with the backend, and backends set O_NONBLOCK on it.)
+        callWatch = new Epoll(1);
+        callWatch.add(callFd, Epoll.EPOLLIN | EPOLLET, 0);
 
         if (poll) {
             disableInterrupts();
@@ -564,15 +569,13 @@ public final class DriverQueue implements AutoCloseable {
             }
             sleeps++;
             if (timeoutNanos < 0) {
-                readCall();
+                callWatch.await(-1);
             } else {
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
                     break;
                 }
-                if (Poll.readable(callFd, (int) Math.min(Integer.MAX_VALUE, (left + 999_999) / 1_000_000))) {
-                    readCall();
-                }
+                callWatch.await((int) Math.min(Integer.MAX_VALUE, (left + 999_999) / 1_000_000));
             }
             if (hasUsed()) {
                 ready = true;
@@ -585,18 +588,6 @@ public final class DriverQueue implements AutoCloseable {
             disableInterrupts();
         }
         return ready;
-    }
-
-    private void readCall() {
-        while (true) {
-            long r = Libc.readRaw(callFd, callBuf, 8);
-            if (r == 8 || r == -Errno.EAGAIN) {
-                return;
-            }
-            if (r != -Errno.EINTR) {
-                throw new ErrnoException("read(call eventfd)", (int) -r);
-            }
-        }
     }
 
     /** Ends a sleeping {@link #awaitUsed} (callable from any thread). */
@@ -627,8 +618,8 @@ public final class DriverQueue implements AutoCloseable {
     @Override
     public void close() {
         Libc.closeQuietly(kickFd);
+        callWatch.close();
         Libc.closeQuietly(callFd);
-        arena.close();
     }
 
     @Override
