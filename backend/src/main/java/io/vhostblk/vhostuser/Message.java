@@ -113,6 +113,9 @@ public final class Message {
         }
     }
 
+    // The payload starts at byte 12 of the buffer, so its u64 fields are never 8-aligned in
+    // memory: payload accesses must use the unaligned layouts (the aligned ones throw).
+
     public long u64(long off) {
         check(off, 8);
         return buf.get(JAVA_LONG_UNALIGNED, HEADER_SIZE + off);
