@@ -158,7 +158,11 @@ public final class VhostUserFrontend implements AutoCloseable {
 
     /** Sends bytes as they are, no framing (for truncated or garbage-message tests). */
     public void sendBytes(byte[] bytes, int... fds) {
-        socket.send(MemorySegment.ofArray(bytes), bytes.length, fds, fds.length);
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment native_ = a.allocate(Math.max(1, bytes.length));
+            MemorySegment.copy(MemorySegment.ofArray(bytes), 0, native_, 0, bytes.length);
+            socket.send(native_, bytes.length, fds, fds.length);
+        }
     }
 
     /**

@@ -201,6 +201,7 @@ public final class UnixSocket implements AutoCloseable {
         if (fdCount > MAX_FDS) {
             throw new IllegalArgumentException("at most " + MAX_FDS + " fds per message");
         }
+        requireNative(buf, len);
         long done = 0;
         boolean first = true;
         while (done < len) {
@@ -238,6 +239,13 @@ public final class UnixSocket implements AutoCloseable {
         }
     }
 
+    /** The kernel gets raw addresses: a heap segment's address() is not one. */
+    private static void requireNative(MemorySegment buf, long len) {
+        if (!buf.isNative() || len < 0 || len > buf.byteSize()) {
+            throw new IllegalArgumentException("socket I/O needs a native segment of at least " + len + " bytes");
+        }
+    }
+
     private static long align8(long v) {
         return (v + 7) & ~7L;
     }
@@ -249,6 +257,7 @@ public final class UnixSocket implements AutoCloseable {
      * ones are closed), throws.
      */
     public int receive(MemorySegment buf, long len, int[] fdsOut) {
+        requireNative(buf, len);
         long done = 0;
         int nfds = 0;
         boolean overflow = false;

@@ -158,64 +158,11 @@ class QsdFrontendTest {
             assertEquals(eventIdx, c.negotiation().has(VirtioFeature.RING_EVENT_IDX));
             BlkDriver d = c.driver(0);
             int blocks = 300;
-            runAll(d, blocks, bs, true, 7);
-            runAll(d, blocks, bs, false, 7);
+            Workloads.runAll(d, blocks, bs, true, 7);
+            Workloads.runAll(d, blocks, bs, false, 7);
             assertEquals(0, c.queue(0).inFlight());
             int n = 2 * blocks;
             assertEquals(n, c.frontend().stopQueue(c.queue(0)), "GET_VRING_BASE is the number of published requests");
-        }
-    }
-
-    /** Writes (or reads and checks) blocks 0..n-1 of {@code bs} bytes, stamped with the block number, with all slots busy. */
-    static void runAll(BlkDriver d, int n, int bs, boolean write, long seed) {
-        int next = 0;
-        int done = 0;
-        long[] blockOf = new long[d.slots()];
-        while (done < n) {
-            int slot;
-            while (next < n && (slot = d.acquire()) >= 0) {
-                MemorySegment buf = d.data(slot);
-                if (write) {
-                    stamp(buf, bs, next, seed);
-                } else {
-                    buf.asSlice(0, bs).fill((byte) 0);
-                }
-                blockOf[slot] = next;
-                boolean ok = d.submit(slot, write ? BlkRequest.T_OUT : BlkRequest.T_IN, (long) next * bs / 512, bs);
-                assertTrue(ok, "ring has room");
-                next++;
-            }
-            d.publish();
-            int s;
-            boolean any = false;
-            while ((s = d.poll()) >= 0) {
-                any = true;
-                assertEquals(BlkRequest.S_OK, d.status(s), "status of block " + blockOf[s]);
-                if (!write) {
-                    assertStamped(d.data(s), bs, blockOf[s], seed);
-                    assertEquals(bs + 1, d.usedLen(s), "used len of a read = data + status");
-                }
-                d.release(s);
-                done++;
-            }
-            if (!any) {
-                assertTrue(d.await(TimeUnit.SECONDS.toNanos(10)), "completion within 10 s: " + d.queue());
-            }
-        }
-    }
-
-    static void stamp(MemorySegment buf, int bs, long block, long seed) {
-        for (int i = 0; i < bs; i += 8) {
-            buf.set(JAVA_LONG, i, block * 0x9E3779B97F4A7C15L ^ seed ^ i);
-        }
-    }
-
-    static void assertStamped(MemorySegment buf, int bs, long block, long seed) {
-        for (int i = 0; i < bs; i += 8) {
-            long v = buf.get(JAVA_LONG, i);
-            if (v != (block * 0x9E3779B97F4A7C15L ^ seed ^ i)) {
-                throw new AssertionError("block " + block + " byte " + i + ": 0x" + Long.toHexString(v));
-            }
         }
     }
 
@@ -224,10 +171,10 @@ class QsdFrontendTest {
         start(1);
         try (BlkClient c = BlkClient.open(qsd.socketPath(), BlkClient.Options.defaults().eventIdx(true).slots(32, 512).queueSize(128))) {
             BlkDriver d = c.driver(0);
-            runAll(d, 1024, 512, true, 3);
+            Workloads.runAll(d, 1024, 512, true, 3);
             int total = 0;
             while (total < 70_000) {
-                runAll(d, 1024, 512, false, 3);
+                Workloads.runAll(d, 1024, 512, false, 3);
                 total += 1024;
             }
             int published = 1024 + total;
@@ -243,50 +190,16 @@ class QsdFrontendTest {
         int bs = 4096;
         try (BlkClient c = BlkClient.open(qsd.socketPath(), BlkClient.Options.defaults().queues(2).eventIdx(true).slots(16, bs))) {
             // queue 0 writes blocks [0, 400) with seed 11, queue 1 blocks [400, 800) with seed 12, concurrently
-            CompletableFuture<Void> w0 = CompletableFuture.runAsync(() -> runAll(c.driver(0), 400, bs, true, 11));
-            CompletableFuture<Void> w1 = CompletableFuture.runAsync(() -> runRange(c.driver(1), 400, 400, bs, true, 12));
+            CompletableFuture<Void> w0 = CompletableFuture.runAsync(() -> Workloads.runAll(c.driver(0), 400, bs, true, 11));
+            CompletableFuture<Void> w1 = CompletableFuture.runAsync(() -> Workloads.runRange(c.driver(1), 400, 400, bs, true, 12));
             w0.get(60, TimeUnit.SECONDS);
             w1.get(60, TimeUnit.SECONDS);
             // and each reads what the other wrote
-            CompletableFuture<Void> r0 = CompletableFuture.runAsync(() -> runRange(c.driver(0), 400, 400, bs, false, 12));
-            CompletableFuture<Void> r1 = CompletableFuture.runAsync(() -> runAll(c.driver(1), 400, bs, false, 11));
+            CompletableFuture<Void> r0 = CompletableFuture.runAsync(() -> Workloads.runRange(c.driver(0), 400, 400, bs, false, 12));
+            CompletableFuture<Void> r1 = CompletableFuture.runAsync(() -> Workloads.runAll(c.driver(1), 400, bs, false, 11));
             r0.get(60, TimeUnit.SECONDS);
             r1.get(60, TimeUnit.SECONDS);
             assertTrue(c.queue(0).completions() >= 800 && c.queue(1).completions() >= 800);
-        }
-    }
-
-    /** {@link #runAll} on blocks [first, first+n), via a shifted view of block numbers. */
-    static void runRange(BlkDriver d, int first, int n, int bs, boolean write, long seed) {
-        int next = 0;
-        int done = 0;
-        long[] blockOf = new long[d.slots()];
-        while (done < n) {
-            int slot;
-            while (next < n && (slot = d.acquire()) >= 0) {
-                long block = first + next;
-                if (write) {
-                    stamp(d.data(slot), bs, block, seed);
-                }
-                blockOf[slot] = block;
-                assertTrue(d.submit(slot, write ? BlkRequest.T_OUT : BlkRequest.T_IN, block * bs / 512, bs));
-                next++;
-            }
-            d.publish();
-            int s;
-            boolean any = false;
-            while ((s = d.poll()) >= 0) {
-                any = true;
-                assertEquals(BlkRequest.S_OK, d.status(s));
-                if (!write) {
-                    assertStamped(d.data(s), bs, blockOf[s], seed);
-                }
-                d.release(s);
-                done++;
-            }
-            if (!any) {
-                assertTrue(d.await(TimeUnit.SECONDS.toNanos(10)), "completion within 10 s");
-            }
         }
     }
 
