@@ -170,16 +170,6 @@ public final class ChainBuffers {
         return done;
     }
 
-    /** Writes zeroes over entries [from, to); returns bytes written. */
-    public long zero(int from, int to) {
-        long done = 0;
-        for (int i = from; i < to; i++) {
-            segs[i].asSlice(offs[i], length(i)).fill((byte) 0);
-            done += length(i);
-        }
-        return done;
-    }
-
     public void putByte(int i, long at, byte v) {
         segs[i].set(JAVA_BYTE, offs[i] + at, v);
     }
