@@ -90,7 +90,13 @@ public final class MemoryRegion {
     }
 
     public boolean overlapsGuest(MemoryRegion o) {
-        return Long.compareUnsigned(guestAddr, o.guestAddr + o.size) < 0 && Long.compareUnsigned(o.guestAddr, guestAddr + size) < 0;
+        if (size == 0 || o.size == 0) {
+            return false;
+        }
+        // Compare last bytes, not ends: a region may end exactly at 2^64, where its end wraps to 0.
+        long last = guestAddr + size - 1;
+        long oLast = o.guestAddr + o.size - 1;
+        return Long.compareUnsigned(guestAddr, oLast) <= 0 && Long.compareUnsigned(o.guestAddr, last) <= 0;
     }
 
     public boolean sameAs(long gpa, long sz, long uva) {
