@@ -41,10 +41,10 @@ public final class MemoryRegion {
         if (mmapOffset < 0 || Long.MAX_VALUE - mmapOffset < size) {
             throw new IllegalArgumentException("memory region mmap_offset " + Long.toUnsignedString(mmapOffset) + " overflows");
         }
-        if (guestAddr + size < guestAddr && guestAddr + size != 0) {
+        if (Long.compareUnsigned(guestAddr + size, guestAddr) < 0 && guestAddr + size != 0) {
             throw new IllegalArgumentException("memory region wraps the guest address space");
         }
-        if (userAddr + size < userAddr && userAddr + size != 0) {
+        if (Long.compareUnsigned(userAddr + size, userAddr) < 0 && userAddr + size != 0) {
             throw new IllegalArgumentException("memory region wraps the user address space");
         }
         MemorySegment m = Libc.mmap(size + mmapOffset, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_NORESERVE, fd, 0);
