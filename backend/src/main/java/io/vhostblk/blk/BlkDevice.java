@@ -88,16 +88,14 @@ public final class BlkDevice {
     }
 
     /**
-     * Applies the features the driver acked. Without CONFIG_WCE the cache mode follows FLUSH:
-     * a driver that never flushes must get write-through (virtio 1.2 §5.2.6.2).
+     * Applies the features the driver acked. The initial cache mode follows FLUSH, with or
+     * without CONFIG_WCE: a driver that cannot flush must get write-through (virtio-blk device
+     * requirements: "If VIRTIO_BLK_F_CONFIG_WCE is negotiated but VIRTIO_BLK_F_FLUSH is not,
+     * the device MUST initialize writeback to 0"). With CONFIG_WCE the driver may change it later.
      */
     public void ack(long features) {
         acked = features;
-        if ((features & bit(BlkFeature.CONFIG_WCE)) == 0) {
-            writeback = (features & bit(BlkFeature.FLUSH)) != 0;
-        } else {
-            writeback = true;
-        }
+        writeback = (features & bit(BlkFeature.FLUSH)) != 0;
     }
 
     public boolean acked(int featureBit) {

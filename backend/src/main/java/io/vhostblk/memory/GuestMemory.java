@@ -3,7 +3,6 @@ package io.vhostblk.memory;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -31,7 +30,8 @@ public final class GuestMemory {
     /** Builds a table; overlapping guest ranges are refused. */
     public static GuestMemory of(List<MemoryRegion> regions) {
         MemoryRegion[] r = regions.toArray(new MemoryRegion[0]);
-        Arrays.sort(r, Comparator.comparingLong(MemoryRegion::guestAddr));
+        // Unsigned order: regionOf() binary-searches with unsigned comparisons.
+        Arrays.sort(r, (x, y) -> Long.compareUnsigned(x.guestAddr(), y.guestAddr()));
         for (int i = 1; i < r.length; i++) {
             if (r[i - 1].overlapsGuest(r[i])) {
                 throw new IllegalArgumentException("memory regions overlap: " + r[i - 1] + " and " + r[i]);

@@ -41,10 +41,10 @@ public final class MemoryRegion {
         if (mmapOffset < 0 || Long.MAX_VALUE - mmapOffset < size) {
             throw new IllegalArgumentException("memory region mmap_offset " + Long.toUnsignedString(mmapOffset) + " overflows");
         }
-        if (guestAddr + size < guestAddr && guestAddr + size != 0) {
+        if (Long.compareUnsigned(guestAddr + size, guestAddr) < 0 && guestAddr + size != 0) {
             throw new IllegalArgumentException("memory region wraps the guest address space");
         }
-        if (userAddr + size < userAddr && userAddr + size != 0) {
+        if (Long.compareUnsigned(userAddr + size, userAddr) < 0 && userAddr + size != 0) {
             throw new IllegalArgumentException("memory region wraps the user address space");
         }
         MemorySegment m = Libc.mmap(size + mmapOffset, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_NORESERVE, fd, 0);
@@ -90,7 +90,13 @@ public final class MemoryRegion {
     }
 
     public boolean overlapsGuest(MemoryRegion o) {
-        return Long.compareUnsigned(guestAddr, o.guestAddr + o.size) < 0 && Long.compareUnsigned(o.guestAddr, guestAddr + size) < 0;
+        if (size == 0 || o.size == 0) {
+            return false;
+        }
+        // Compare last bytes, not ends: a region may end exactly at 2^64, where its end wraps to 0.
+        long last = guestAddr + size - 1;
+        long oLast = o.guestAddr + o.size - 1;
+        return Long.compareUnsigned(guestAddr, oLast) <= 0 && Long.compareUnsigned(o.guestAddr, last) <= 0;
     }
 
     public boolean sameAs(long gpa, long sz, long uva) {

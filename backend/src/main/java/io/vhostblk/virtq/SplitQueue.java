@@ -179,6 +179,9 @@ public final class SplitQueue {
             if (!writable && out.hasWritable()) {
                 return ChainError.READABLE_AFTER_WRITABLE;
             }
+            if (len != 0 && Long.compareUnsigned(addr + len - 1, addr) < 0) {
+                return ChainError.BAD_ADDRESS; // wraps past 2^64
+            }
             while (len > 0) {
                 MemoryRegion r = memory.regionOf(addr);
                 if (r == null) {
