@@ -425,4 +425,60 @@ abstract class BackendConformanceTest {
             assertEquals(DISK / 512, c.frontend().getBlkConfig().capacity());
         }
     }
+
+    private static byte[] region(GuestMemory.Region r) {
+        byte[] b = new byte[Message.SINGLE_REGION_SIZE];
+        MemorySegment m = MemorySegment.ofArray(b);
+        m.set(ValueLayout.JAVA_LONG_UNALIGNED, 8, r.gpa());
+        m.set(ValueLayout.JAVA_LONG_UNALIGNED, 16, r.size());
+        m.set(ValueLayout.JAVA_LONG_UNALIGNED, 24, r.userAddr());
+        m.set(ValueLayout.JAVA_LONG_UNALIGNED, 32, 0);
+        return b;
+    }
+
+    @Test
+    void memoryRegionsRemovedAndAddedWhileRingsRun() throws Exception {
+        start(1, 1);
+        try (BlkClient c = BlkClient.open(backend.socketPath(), BlkClient.Options.defaults().extra(1 << 20, 2))) {
+            VhostUserFrontend fe = c.frontend();
+            assertTrue((fe.ackedProtocolFeatures() & ProtocolFeature.bit(ProtocolFeature.CONFIGURE_MEM_SLOTS)) != 0
+                    || (fe.getProtocolFeatures() & ProtocolFeature.bit(ProtocolFeature.CONFIGURE_MEM_SLOTS)) != 0);
+            assertEquals(Connection.MAX_MEM_SLOTS, fe.call(Request.GET_MAX_MEM_SLOTS, 0, new byte[0]).u64(0));
+            GuestMemory mem = c.memory();
+            GuestMemory.Region last = mem.regions().get(2);
+            long buf = mem.allocateIn(2, 64 * 1024, 4096);
+            byte[] data = random(42, 64 * 1024);
+            mem.write(buf, data);
+            assertEquals(BlkRequest.S_OK, c.driver(0).write(64, buf, data.length), "buffer in region 2");
+            int nr = fe.replyAckNegotiated() ? Message.FLAG_NEED_REPLY : 0;
+            Message ack = fe.call(Request.REM_MEM_REG, nr, region(last));
+            assertEquals(0, ack.u64(0), "REM_MEM_REG of a known region while the ring runs");
+            assertNotEquals(0, fe.call(Request.REM_MEM_REG, nr, region(last)).u64(0), "removing it twice is refused");
+            // A request pointing into the removed region must fail, not touch stale memory.
+            int status = c.driver(0).read(64, buf, data.length);
+            assertTrue(status == BlkRequest.S_IOERR || status == 0xFF, "read into removed memory: status " + status);
+            assertEquals(0, fe.call(Request.ADD_MEM_REG, nr, region(last), last.fd()).u64(0), "ADD_MEM_REG puts it back");
+            mem.fill(buf, data.length, (byte) 0);
+            assertEquals(BlkRequest.S_OK, c.driver(0).read(64, buf, data.length));
+            assertArrayEquals(data, mem.read(buf, data.length));
+            assertNotEquals(0, fe.call(Request.ADD_MEM_REG, nr, region(last), last.fd()).u64(0), "an overlapping region is refused");
+        }
+    }
+
+    @Test
+    void statusAndResetDevice() throws Exception {
+        start(1, 1);
+        try (BlkClient c = BlkClient.open(backend.socketPath(), BlkClient.Options.defaults())) {
+            VhostUserFrontend fe = c.frontend();
+            int nr = Message.FLAG_NEED_REPLY;
+            assertEquals(0, fe.call(Request.SET_STATUS, nr, u64(0x0F)).u64(0));
+            assertEquals(0x0F, fe.call(Request.GET_STATUS, 0, new byte[0]).u64(0));
+            assertNotEquals(0, fe.call(Request.SET_STATUS, nr, u64(0x1FF)).u64(0), "status is one byte");
+            assertEquals(BlkRequest.S_OK, c.driver(0).flush());
+            assertEquals(0, fe.call(Request.RESET_DEVICE, nr, new byte[0]).u64(0));
+            assertEquals(0, fe.call(Request.GET_STATUS, 0, new byte[0]).u64(0), "reset clears the status");
+            // After a reset the rings are stopped: starting one again needs the full setup.
+            assertNotEquals(0, fe.call(Request.SET_VRING_KICK, nr, u64(0x100)).u64(0), "ring has no size or address after reset");
+        }
+    }
 }
