@@ -26,11 +26,17 @@ public final class Epoll implements AutoCloseable {
     static final int EPOLL_CLOEXEC = 0x80000;
     static final int EVENT_SIZE = 12;
 
-    private static final MethodHandle CREATE = Libc.capture("epoll_create1", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle CTL = Libc.capture("epoll_ctl",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
-    private static final MethodHandle WAIT = Libc.capture("epoll_wait",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    private static final class CreateFn {
+        static final MethodHandle H = Libc.capture("epoll_create1", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class CtlFn {
+        static final MethodHandle H = Libc.capture("epoll_ctl",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    }
+    private static final class WaitFn {
+        static final MethodHandle H = Libc.capture("epoll_wait",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    }
 
     private final int epfd;
     private final Arena arena = Arena.ofShared();
@@ -44,7 +50,7 @@ public final class Epoll implements AutoCloseable {
         this.ctlEvent = arena.allocate(EVENT_SIZE, 8);
         try {
             MemorySegment st = Libc.state();
-            int fd = (int) CREATE.invokeExact(st, EPOLL_CLOEXEC);
+            int fd = (int) CreateFn.H.invokeExact(st, EPOLL_CLOEXEC);
             if (fd < 0) {
                 throw new ErrnoException("epoll_create1", Libc.errno(st));
             }
@@ -83,7 +89,7 @@ public final class Epoll implements AutoCloseable {
         ctlEvent.set(JAVA_LONG_UNALIGNED, 4, token);
         try {
             MemorySegment st = Libc.state();
-            int r = (int) CTL.invokeExact(st, epfd, op, fd, ctlEvent);
+            int r = (int) CtlFn.H.invokeExact(st, epfd, op, fd, ctlEvent);
             if (r < 0) {
                 throw new ErrnoException("epoll_ctl", Libc.errno(st), "fd " + fd);
             }
@@ -96,7 +102,7 @@ public final class Epoll implements AutoCloseable {
     public int await(int timeoutMs) {
         try {
             MemorySegment st = Libc.state();
-            int r = (int) WAIT.invokeExact(st, epfd, events, capacity, timeoutMs);
+            int r = (int) WaitFn.H.invokeExact(st, epfd, events, capacity, timeoutMs);
             if (r < 0) {
                 int e = Libc.errno(st);
                 if (e == Errno.EINTR) {

@@ -23,6 +23,11 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * ({@code *Raw}) return {@code -errno} instead of throwing, for callers on the I/O path that
  * handle EAGAIN/EINTR themselves. Linux x86_64 only: struct layouts and syscall numbers are
  * those of that ABI.
+ *
+ * <p>Each function is bound in its own holder class ({@code OpenFn.H}...), so a handle is
+ * created the first time it is called: binding all of them eagerly cost ~0.2 s of start-up and
+ * ~5 MiB of resident memory in every backend process, most of them for calls an idle backend
+ * never makes. After the first call the JIT sees a constant, exactly as with a plain field.
  */
 public final class Libc {
     private static final Linker LINKER = Linker.nativeLinker();
@@ -82,49 +87,105 @@ public final class Libc {
     public static final int MCL_CURRENT = 1;
     public static final int MCL_FUTURE = 2;
 
-    private static final MethodHandle OPEN = capture("open",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle CLOSE = capture("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle READ = capture("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
-    private static final MethodHandle WRITE = capture("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
-    private static final MethodHandle PREAD = capture("pread64",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle PWRITE = capture("pwrite64",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final class OpenFn {
+        static final MethodHandle H = capture("open",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    }
+    private static final class CloseFn {
+        static final MethodHandle H = capture("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class ReadFn {
+        static final MethodHandle H = capture("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    }
+    private static final class WriteFn {
+        static final MethodHandle H = capture("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    }
+    private static final class PreadFn {
+        static final MethodHandle H = capture("pread64",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    }
+    private static final class PwriteFn {
+        static final MethodHandle H = capture("pwrite64",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    }
     // The iovec pointer is passed as a plain 64-bit integer: the I/O path holds raw iovec
     // addresses and must not allocate a MemorySegment wrapper per call.
-    private static final MethodHandle PREADV2 = capture("preadv2",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle PWRITEV2 = capture("pwritev2",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle FDATASYNC = capture("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle FSYNC = capture("fsync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle FALLOCATE = capture("fallocate",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
-    private static final MethodHandle FTRUNCATE = capture("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle LSEEK = capture("lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
-    private static final MethodHandle FSTAT = capture("fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
-    private static final MethodHandle IOCTL = capture("ioctl",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle FCNTL = capture("fcntl",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle MMAP = capture("mmap",
-            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
-    private static final MethodHandle MUNMAP = capture("munmap", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
-    private static final MethodHandle MEMFD_CREATE = capture("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle EVENTFD = capture("eventfd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle DUP = capture("dup", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle UNLINK = capture("unlink", FunctionDescriptor.of(JAVA_INT, ADDRESS));
-    private static final MethodHandle CHMOD = capture("chmod", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle CHOWN = capture("chown", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
-    private static final MethodHandle MLOCKALL = capture("mlockall", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-    private static final MethodHandle SYSCALL6 = capture("syscall",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
-            Linker.Option.firstVariadicArg(1));
-    private static final MethodHandle GETPID = LINKER.downcallHandle(
-            LIBC.find("getpid").orElseThrow(), FunctionDescriptor.of(JAVA_INT));
-    private static final MethodHandle STRERROR = LINKER.downcallHandle(
-            LIBC.find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
+    private static final class Preadv2Fn {
+        static final MethodHandle H = capture("preadv2",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    }
+    private static final class Pwritev2Fn {
+        static final MethodHandle H = capture("pwritev2",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    }
+    private static final class FdatasyncFn {
+        static final MethodHandle H = capture("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class FsyncFn {
+        static final MethodHandle H = capture("fsync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class FallocateFn {
+        static final MethodHandle H = capture("fallocate",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    }
+    private static final class FtruncateFn {
+        static final MethodHandle H = capture("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    }
+    private static final class LseekFn {
+        static final MethodHandle H = capture("lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    }
+    private static final class FstatFn {
+        static final MethodHandle H = capture("fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    }
+    private static final class IoctlFn {
+        static final MethodHandle H = capture("ioctl",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS), Linker.Option.firstVariadicArg(2));
+    }
+    private static final class FcntlFn {
+        static final MethodHandle H = capture("fcntl",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG), Linker.Option.firstVariadicArg(2));
+    }
+    private static final class MmapFn {
+        static final MethodHandle H = capture("mmap",
+                FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    }
+    private static final class MunmapFn {
+        static final MethodHandle H = capture("munmap", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    }
+    private static final class MemfdCreateFn {
+        static final MethodHandle H = capture("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class EventfdFn {
+        static final MethodHandle H = capture("eventfd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class DupFn {
+        static final MethodHandle H = capture("dup", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class UnlinkFn {
+        static final MethodHandle H = capture("unlink", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    }
+    private static final class ChmodFn {
+        static final MethodHandle H = capture("chmod", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class ChownFn {
+        static final MethodHandle H = capture("chown", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    }
+    private static final class MlockallFn {
+        static final MethodHandle H = capture("mlockall", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    }
+    private static final class Syscall6Fn {
+        static final MethodHandle H = capture("syscall",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
+                Linker.Option.firstVariadicArg(1));
+    }
+    private static final class GetpidFn {
+        static final MethodHandle H = LINKER.downcallHandle(
+                LIBC.find("getpid").orElseThrow(), FunctionDescriptor.of(JAVA_INT));
+    }
+    private static final class StrerrorFn {
+        static final MethodHandle H = LINKER.downcallHandle(
+                LIBC.find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
+    }
 
     private Libc() {
     }
@@ -158,7 +219,7 @@ public final class Libc {
 
     public static String strerror(int errno) {
         try {
-            MemorySegment s = (MemorySegment) STRERROR.invokeExact(errno);
+            MemorySegment s = (MemorySegment) StrerrorFn.H.invokeExact(errno);
             return s.reinterpret(256).getString(0);
         } catch (Throwable t) {
             return "errno " + errno;
@@ -167,7 +228,7 @@ public final class Libc {
 
     public static int getpid() {
         try {
-            return (int) GETPID.invokeExact();
+            return (int) GetpidFn.H.invokeExact();
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -178,7 +239,7 @@ public final class Libc {
     public static int open(String path, int flags, int mode) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = state();
-            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), flags, mode);
+            int fd = (int) OpenFn.H.invokeExact(st, a.allocateFrom(path), flags, mode);
             if (fd < 0) {
                 throw new ErrnoException("open", errno(st), path);
             }
@@ -194,7 +255,7 @@ public final class Libc {
         }
         try {
             MemorySegment st = state();
-            int r = (int) CLOSE.invokeExact(st, fd);
+            int r = (int) CloseFn.H.invokeExact(st, fd);
             if (r < 0 && errno(st) != Errno.EINTR) {
                 throw new ErrnoException("close", errno(st));
             }
@@ -216,7 +277,7 @@ public final class Libc {
     public static long readRaw(int fd, MemorySegment buf, long len) {
         try {
             MemorySegment st = state();
-            long r = (long) READ.invokeExact(st, fd, buf, len);
+            long r = (long) ReadFn.H.invokeExact(st, fd, buf, len);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -227,7 +288,7 @@ public final class Libc {
     public static long writeRaw(int fd, MemorySegment buf, long len) {
         try {
             MemorySegment st = state();
-            long r = (long) WRITE.invokeExact(st, fd, buf, len);
+            long r = (long) WriteFn.H.invokeExact(st, fd, buf, len);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -241,7 +302,7 @@ public final class Libc {
             long r;
             try {
                 MemorySegment st = state();
-                r = (long) PREAD.invokeExact(st, fd, buf.asSlice(done), len - done, offset + done);
+                r = (long) PreadFn.H.invokeExact(st, fd, buf.asSlice(done), len - done, offset + done);
                 if (r < 0) {
                     int e = errno(st);
                     if (e == Errno.EINTR) {
@@ -266,7 +327,7 @@ public final class Libc {
         while (done < len) {
             try {
                 MemorySegment st = state();
-                long r = (long) PWRITE.invokeExact(st, fd, buf.asSlice(done), len - done, offset + done);
+                long r = (long) PwriteFn.H.invokeExact(st, fd, buf.asSlice(done), len - done, offset + done);
                 if (r < 0) {
                     int e = errno(st);
                     if (e == Errno.EINTR) {
@@ -285,7 +346,7 @@ public final class Libc {
     public static long preadv2Raw(int fd, long iov, int iovcnt, long offset, int flags) {
         try {
             MemorySegment st = state();
-            long r = (long) PREADV2.invokeExact(st, fd, iov, iovcnt, offset, flags);
+            long r = (long) Preadv2Fn.H.invokeExact(st, fd, iov, iovcnt, offset, flags);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -296,7 +357,7 @@ public final class Libc {
     public static long pwritev2Raw(int fd, long iov, int iovcnt, long offset, int flags) {
         try {
             MemorySegment st = state();
-            long r = (long) PWRITEV2.invokeExact(st, fd, iov, iovcnt, offset, flags);
+            long r = (long) Pwritev2Fn.H.invokeExact(st, fd, iov, iovcnt, offset, flags);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -307,7 +368,7 @@ public final class Libc {
     public static int fdatasyncRaw(int fd) {
         try {
             MemorySegment st = state();
-            int r = (int) FDATASYNC.invokeExact(st, fd);
+            int r = (int) FdatasyncFn.H.invokeExact(st, fd);
             return r < 0 ? -errno(st) : 0;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -317,7 +378,7 @@ public final class Libc {
     public static void fsync(int fd) {
         try {
             MemorySegment st = state();
-            int r = (int) FSYNC.invokeExact(st, fd);
+            int r = (int) FsyncFn.H.invokeExact(st, fd);
             if (r < 0) {
                 throw new ErrnoException("fsync", errno(st));
             }
@@ -330,7 +391,7 @@ public final class Libc {
     public static int fallocateRaw(int fd, int mode, long offset, long len) {
         try {
             MemorySegment st = state();
-            int r = (int) FALLOCATE.invokeExact(st, fd, mode, offset, len);
+            int r = (int) FallocateFn.H.invokeExact(st, fd, mode, offset, len);
             return r < 0 ? -errno(st) : 0;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -340,7 +401,7 @@ public final class Libc {
     public static void ftruncate(int fd, long size) {
         try {
             MemorySegment st = state();
-            int r = (int) FTRUNCATE.invokeExact(st, fd, size);
+            int r = (int) FtruncateFn.H.invokeExact(st, fd, size);
             if (r < 0) {
                 throw new ErrnoException("ftruncate", errno(st));
             }
@@ -353,7 +414,7 @@ public final class Libc {
     public static long lseekRaw(int fd, long offset, int whence) {
         try {
             MemorySegment st = state();
-            long r = (long) LSEEK.invokeExact(st, fd, offset, whence);
+            long r = (long) LseekFn.H.invokeExact(st, fd, offset, whence);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -375,7 +436,7 @@ public final class Libc {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment buf = a.allocate(144, 8);
             MemorySegment st = state();
-            int r = (int) FSTAT.invokeExact(st, fd, buf);
+            int r = (int) FstatFn.H.invokeExact(st, fd, buf);
             if (r < 0) {
                 throw new ErrnoException("fstat", errno(st));
             }
@@ -391,7 +452,7 @@ public final class Libc {
     public static int ioctlRaw(int fd, long request, MemorySegment arg) {
         try {
             MemorySegment st = state();
-            int r = (int) IOCTL.invokeExact(st, fd, request, arg);
+            int r = (int) IoctlFn.H.invokeExact(st, fd, request, arg);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);
@@ -401,7 +462,7 @@ public final class Libc {
     public static int fcntl(int fd, int cmd, long arg) {
         try {
             MemorySegment st = state();
-            int r = (int) FCNTL.invokeExact(st, fd, cmd, arg);
+            int r = (int) FcntlFn.H.invokeExact(st, fd, cmd, arg);
             if (r < 0) {
                 throw new ErrnoException("fcntl", errno(st));
             }
@@ -414,7 +475,7 @@ public final class Libc {
     public static int dup(int fd) {
         try {
             MemorySegment st = state();
-            int r = (int) DUP.invokeExact(st, fd);
+            int r = (int) DupFn.H.invokeExact(st, fd);
             if (r < 0) {
                 throw new ErrnoException("dup", errno(st));
             }
@@ -427,7 +488,7 @@ public final class Libc {
     public static void unlinkIfExists(String path) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = state();
-            int r = (int) UNLINK.invokeExact(st, a.allocateFrom(path));
+            int r = (int) UnlinkFn.H.invokeExact(st, a.allocateFrom(path));
             if (r < 0 && errno(st) != Errno.ENOENT) {
                 throw new ErrnoException("unlink", errno(st), path);
             }
@@ -439,7 +500,7 @@ public final class Libc {
     public static void chmod(String path, int mode) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = state();
-            int r = (int) CHMOD.invokeExact(st, a.allocateFrom(path), mode);
+            int r = (int) ChmodFn.H.invokeExact(st, a.allocateFrom(path), mode);
             if (r < 0) {
                 throw new ErrnoException("chmod", errno(st), path);
             }
@@ -451,7 +512,7 @@ public final class Libc {
     public static void chown(String path, int uid, int gid) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = state();
-            int r = (int) CHOWN.invokeExact(st, a.allocateFrom(path), uid, gid);
+            int r = (int) ChownFn.H.invokeExact(st, a.allocateFrom(path), uid, gid);
             if (r < 0) {
                 throw new ErrnoException("chown", errno(st), path);
             }
@@ -463,7 +524,7 @@ public final class Libc {
     public static void mlockall(int flags) {
         try {
             MemorySegment st = state();
-            int r = (int) MLOCKALL.invokeExact(st, flags);
+            int r = (int) MlockallFn.H.invokeExact(st, flags);
             if (r < 0) {
                 throw new ErrnoException("mlockall", errno(st));
             }
@@ -478,7 +539,7 @@ public final class Libc {
     public static MemorySegment mmap(long len, int prot, int flags, int fd, long offset) {
         try {
             MemorySegment st = state();
-            MemorySegment p = (MemorySegment) MMAP.invokeExact(st, MemorySegment.NULL, len, prot, flags, fd, offset);
+            MemorySegment p = (MemorySegment) MmapFn.H.invokeExact(st, MemorySegment.NULL, len, prot, flags, fd, offset);
             if (p.address() == -1L) {
                 throw new ErrnoException("mmap", errno(st), "of " + len + " bytes at offset " + offset);
             }
@@ -491,7 +552,7 @@ public final class Libc {
     public static void munmap(MemorySegment mapping) {
         try {
             MemorySegment st = state();
-            int r = (int) MUNMAP.invokeExact(st, mapping, mapping.byteSize());
+            int r = (int) MunmapFn.H.invokeExact(st, mapping, mapping.byteSize());
             if (r < 0) {
                 throw new ErrnoException("munmap", errno(st));
             }
@@ -506,7 +567,7 @@ public final class Libc {
     public static int memfdCreate(String name, int flags) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = state();
-            int fd = (int) MEMFD_CREATE.invokeExact(st, a.allocateFrom(name), flags);
+            int fd = (int) MemfdCreateFn.H.invokeExact(st, a.allocateFrom(name), flags);
             if (fd < 0) {
                 throw new ErrnoException("memfd_create", errno(st));
             }
@@ -524,7 +585,7 @@ public final class Libc {
     public static int eventfd(int initval, int flags) {
         try {
             MemorySegment st = state();
-            int fd = (int) EVENTFD.invokeExact(st, initval, flags);
+            int fd = (int) EventfdFn.H.invokeExact(st, initval, flags);
             if (fd < 0) {
                 throw new ErrnoException("eventfd", errno(st));
             }
@@ -544,7 +605,7 @@ public final class Libc {
     public static long syscallRaw(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
         try {
             MemorySegment st = state();
-            long r = (long) SYSCALL6.invokeExact(st, nr, a1, a2, a3, a4, a5, a6);
+            long r = (long) Syscall6Fn.H.invokeExact(st, nr, a1, a2, a3, a4, a5, a6);
             return r < 0 ? -errno(st) : r;
         } catch (Throwable t) {
             throw rethrow(t);

@@ -32,24 +32,42 @@ public final class UnixSocket implements AutoCloseable {
     /** The most fds one vhost-user message carries (SET_MEM_TABLE: 8). */
     public static final int MAX_FDS = 8;
 
-    private static final MethodHandle SOCKET = Libc.capture("socket",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle BIND = Libc.capture("bind",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle LISTEN = Libc.capture("listen",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle ACCEPT4 = Libc.capture("accept4",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
-    private static final MethodHandle CONNECT = Libc.capture("connect",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle SENDMSG = Libc.capture("sendmsg",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle RECVMSG = Libc.capture("recvmsg",
-            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle SHUTDOWN = Libc.capture("shutdown",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
-    private static final MethodHandle GETSOCKOPT = Libc.capture("getsockopt",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    private static final class SocketFn {
+        static final MethodHandle H = Libc.capture("socket",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class BindFn {
+        static final MethodHandle H = Libc.capture("bind",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class ListenFn {
+        static final MethodHandle H = Libc.capture("listen",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class Accept4Fn {
+        static final MethodHandle H = Libc.capture("accept4",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
+    }
+    private static final class ConnectFn {
+        static final MethodHandle H = Libc.capture("connect",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class SendmsgFn {
+        static final MethodHandle H = Libc.capture("sendmsg",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class RecvmsgFn {
+        static final MethodHandle H = Libc.capture("recvmsg",
+                FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    }
+    private static final class ShutdownFn {
+        static final MethodHandle H = Libc.capture("shutdown",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    }
+    private static final class GetsockoptFn {
+        static final MethodHandle H = Libc.capture("getsockopt",
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    }
 
     // struct msghdr (x86_64): name@0 namelen@8 iov@16 iovlen@24 control@32 controllen@40 flags@48; size 56
     private static final long MSG_IOV = 16;
@@ -96,7 +114,7 @@ public final class UnixSocket implements AutoCloseable {
     static int newSocket() {
         try {
             MemorySegment st = Libc.state();
-            int s = (int) SOCKET.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            int s = (int) SocketFn.H.invokeExact(st, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
             if (s < 0) {
                 throw new ErrnoException("socket", Libc.errno(st));
             }
@@ -112,18 +130,18 @@ public final class UnixSocket implements AutoCloseable {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment sa = sockaddr(a, path);
             MemorySegment st = Libc.state();
-            int r = (int) BIND.invokeExact(st, s, sa, 110);
+            int r = (int) BindFn.H.invokeExact(st, s, sa, 110);
             if (r < 0 && Libc.errno(st) == Errno.EADDRINUSE) {
                 if (isListening(path)) {
                     throw new ErrnoException("bind", Errno.EADDRINUSE, path + " (another process is listening there)");
                 }
                 Libc.unlinkIfExists(path);
-                r = (int) BIND.invokeExact(st, s, sa, 110);
+                r = (int) BindFn.H.invokeExact(st, s, sa, 110);
             }
             if (r < 0) {
                 throw new ErrnoException("bind", Libc.errno(st), path);
             }
-            r = (int) LISTEN.invokeExact(st, s, backlog);
+            r = (int) ListenFn.H.invokeExact(st, s, backlog);
             if (r < 0) {
                 throw new ErrnoException("listen", Libc.errno(st), path);
             }
@@ -148,7 +166,7 @@ public final class UnixSocket implements AutoCloseable {
         try {
             while (true) {
                 MemorySegment st = Libc.state();
-                int c = (int) ACCEPT4.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC);
+                int c = (int) Accept4Fn.H.invokeExact(st, listenFd, MemorySegment.NULL, MemorySegment.NULL, SOCK_CLOEXEC);
                 if (c >= 0) {
                     return new UnixSocket(c);
                 }
@@ -166,7 +184,7 @@ public final class UnixSocket implements AutoCloseable {
         int s = newSocket();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = Libc.state();
-            int r = (int) CONNECT.invokeExact(st, s, sockaddr(a, path), 110);
+            int r = (int) ConnectFn.H.invokeExact(st, s, sockaddr(a, path), 110);
             if (r < 0) {
                 throw new ErrnoException("connect", Libc.errno(st), path);
             }
@@ -184,7 +202,7 @@ public final class UnixSocket implements AutoCloseable {
             MemorySegment len = a.allocate(JAVA_INT);
             len.set(JAVA_INT, 0, 12);
             MemorySegment st = Libc.state();
-            int r = (int) GETSOCKOPT.invokeExact(st, fd, SOL_SOCKET, SO_PEERCRED, cred, len);
+            int r = (int) GetsockoptFn.H.invokeExact(st, fd, SOL_SOCKET, SO_PEERCRED, cred, len);
             if (r < 0) {
                 throw new ErrnoException("getsockopt(SO_PEERCRED)", Libc.errno(st));
             }
@@ -223,7 +241,7 @@ public final class UnixSocket implements AutoCloseable {
             }
             try {
                 MemorySegment st = Libc.state();
-                long r = (long) SENDMSG.invokeExact(st, fd, msghdr, MSG_NOSIGNAL);
+                long r = (long) SendmsgFn.H.invokeExact(st, fd, msghdr, MSG_NOSIGNAL);
                 if (r < 0) {
                     int e = Libc.errno(st);
                     if (e == Errno.EINTR) {
@@ -272,7 +290,7 @@ public final class UnixSocket implements AutoCloseable {
             long r;
             try {
                 MemorySegment st = Libc.state();
-                r = (long) RECVMSG.invokeExact(st, fd, msghdr, MSG_CMSG_CLOEXEC);
+                r = (long) RecvmsgFn.H.invokeExact(st, fd, msghdr, MSG_CMSG_CLOEXEC);
                 if (r < 0) {
                     int e = Libc.errno(st);
                     if (e == Errno.EINTR) {
@@ -336,7 +354,7 @@ public final class UnixSocket implements AutoCloseable {
     /** shutdown(2) of a listening socket: wakes a thread blocked in {@link #accept}. */
     public static void shutdownListener(int listenFd) {
         try {
-            int ignored = (int) SHUTDOWN.invokeExact(Libc.state(), listenFd, 2);
+            int ignored = (int) ShutdownFn.H.invokeExact(Libc.state(), listenFd, 2);
         } catch (Throwable t) {
             throw Libc.rethrow(t);
         }
@@ -345,7 +363,7 @@ public final class UnixSocket implements AutoCloseable {
     /** Shuts down both directions, waking a thread blocked in {@link #receive}. */
     public void shutdown() {
         try {
-            int ignored = (int) SHUTDOWN.invokeExact(Libc.state(), fd, 2);
+            int ignored = (int) ShutdownFn.H.invokeExact(Libc.state(), fd, 2);
         } catch (Throwable t) {
             throw Libc.rethrow(t);
         }
