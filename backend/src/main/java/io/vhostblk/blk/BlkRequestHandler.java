@@ -242,10 +242,16 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
             complete(q, s, r == 0 || r == -Errno.EOPNOTSUPP ? S_OK : S_IOERR);
             return;
         }
-        boolean unmap = discard || (flags & DWZ_FLAG_UNMAP) != 0;
-        s.phase = unmap ? PHASE_PUNCH : PHASE_ZERO_RANGE;
-        s.mode = unmap ? Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE : Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE;
-        if (!engine.fallocate(fd, s.mode, s.offset, s.length, token(q, s))) {
+        boolean queued;
+        if (discard) {
+            s.phase = PHASE_PUNCH;
+            queued = engine.discard(fd, s.offset, s.length, token(q, s));
+        } else {
+            boolean unmap = (flags & DWZ_FLAG_UNMAP) != 0;
+            s.phase = unmap ? PHASE_PUNCH : PHASE_ZERO_RANGE;
+            queued = engine.writeZeroes(fd, s.offset, s.length, unmap, token(q, s));
+        }
+        if (!queued) {
             complete(q, s, S_IOERR);
         }
     }
@@ -329,13 +335,13 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
         }
         int fd = image.dataFd(false);
         if (unsupported && s.phase == PHASE_ZERO_RANGE) {
+            // The host cannot zero in place (tmpfs): a hole reads as zeroes too.
             s.phase = PHASE_PUNCH;
-            s.mode = Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE;
-            if (engine.fallocate(fd, s.mode, s.offset, s.length, token(q, s))) {
+            if (engine.writeZeroes(fd, s.offset, s.length, true, token(q, s))) {
                 return;
             }
         }
-        if (unsupported) {
+        if (unsupported && fd >= 0) {
             complete(q, s, writeZeroes(fd, s.offset, s.length) ? S_OK : S_IOERR);
             return;
         }

@@ -23,9 +23,8 @@ public final class RequestSlot {
     int dataEnd;
     /** Whether the request uses the O_DIRECT fd. */
     boolean aligned;
-    /** Second-chance state: fallback fallocate modes, EINVAL retry on the buffered fd. */
+    /** Second-chance state of write-zeroes: zero in place, then a hole, then written zeroes. */
     int phase;
-    int mode;
 
     RequestSlot(int index, ChainBuffers buffers) {
         this.index = index;

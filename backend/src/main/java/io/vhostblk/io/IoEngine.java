@@ -20,6 +20,21 @@ public interface IoEngine extends AutoCloseable {
 
     boolean fallocate(int fd, int mode, long offset, long len, long token);
 
+    /** Deallocates a range (a hint): punches a hole in a file. */
+    default boolean discard(int fd, long offset, long len, long token) {
+        return fallocate(fd, io.vhostblk.linux.Libc.FALLOC_FL_PUNCH_HOLE | io.vhostblk.linux.Libc.FALLOC_FL_KEEP_SIZE,
+                offset, len, token);
+    }
+
+    /**
+     * Makes a range read as zeroes: a hole if {@code unmap} is allowed, else zeroed blocks kept
+     * allocated. A host that cannot (EOPNOTSUPP) is for the caller to handle.
+     */
+    default boolean writeZeroes(int fd, long offset, long len, boolean unmap, long token) {
+        return fallocate(fd, unmap ? io.vhostblk.linux.Libc.FALLOC_FL_PUNCH_HOLE | io.vhostblk.linux.Libc.FALLOC_FL_KEEP_SIZE
+                : io.vhostblk.linux.Libc.FALLOC_FL_ZERO_RANGE | io.vhostblk.linux.Libc.FALLOC_FL_KEEP_SIZE, offset, len, token);
+    }
+
     /** Pushes queued operations to the kernel or the I/O threads. */
     void submit();
 

@@ -1,5 +1,6 @@
 package io.vhostblk.io;
 
+import io.vhostblk.image.MappedImage;
 import io.vhostblk.linux.EventFd;
 import io.vhostblk.linux.IoUring;
 import io.vhostblk.linux.Libc;
@@ -11,7 +12,9 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * Portable engine for hosts where io_uring is disabled: a few I/O threads run blocking
- * preadv2/pwritev2/fdatasync/fallocate straight on the guest-memory iovecs.
+ * preadv2/pwritev2/fdatasync/fallocate straight on the guest-memory iovecs. Constructed with a
+ * {@link MappedImage} (qcow2), the same threads call the image's guest-offset methods instead,
+ * and the fd arguments are ignored.
  *
  * <p>Hand-off is garbage-free: operations are preallocated {@link Op} objects travelling
  * through Agrona's lock-free array queues; idle I/O threads sleep in a blocking read of a
@@ -24,6 +27,8 @@ public final class ThreadsEngine implements IoEngine {
     private static final int WRITE = 1;
     private static final int SYNC = 2;
     private static final int FALLOC = 3;
+    private static final int DISCARD = 4;
+    private static final int ZEROES = 5;
 
     static final class Op {
         int kind;
@@ -47,9 +52,16 @@ public final class ThreadsEngine implements IoEngine {
     private final int wakeFd;
     private final int doneFd;
     private final Thread[] threads;
+    private final MappedImage image;
     private volatile boolean stopping;
 
     public ThreadsEngine(int capacity, int ioThreads, String name) {
+        this(capacity, ioThreads, name, null);
+    }
+
+    /** With {@code image} non-null the engine serves that image's guest offsets (an "image engine"). */
+    public ThreadsEngine(int capacity, int ioThreads, String name, MappedImage image) {
+        this.image = image;
         int cap = Math.max(8, capacity);
         // Ops are created on first need (a connection rarely uses every ring entry) and then
         // recycled, so the steady state allocates nothing.
@@ -110,6 +122,16 @@ public final class ThreadsEngine implements IoEngine {
     }
 
     @Override
+    public boolean discard(int fd, long offset, long len, long token) {
+        return stage(DISCARD, fd, 0, 0, offset, len, 0, token);
+    }
+
+    @Override
+    public boolean writeZeroes(int fd, long offset, long len, boolean unmap, long token) {
+        return stage(ZEROES, fd, 0, 0, offset, len, unmap ? 1 : 0, token);
+    }
+
+    @Override
     public void submit() {
         if (stagedCount == 0) {
             return;
@@ -152,7 +174,7 @@ public final class ThreadsEngine implements IoEngine {
 
     @Override
     public String name() {
-        return "threads";
+        return image == null ? "threads" : "image";
     }
 
     private void run() {
@@ -171,11 +193,24 @@ public final class ThreadsEngine implements IoEngine {
         }
     }
 
-    private static int execute(Op op) {
+    private int execute(Op op) {
+        if (image != null) {
+            return switch (op.kind) {
+                case READ -> image.readv(op.offset, op.iovAddr, op.iovcnt);
+                case WRITE -> image.writev(op.offset, op.iovAddr, op.iovcnt, op.flags != 0);
+                case SYNC -> image.flush();
+                case DISCARD -> image.discard(op.offset, op.len);
+                case ZEROES -> image.writeZeroes(op.offset, op.len, op.flags != 0);
+                default -> -io.vhostblk.linux.Errno.EOPNOTSUPP;
+            };
+        }
         long r = switch (op.kind) {
             case READ -> Libc.preadv2Raw(op.fd, op.iovAddr, op.iovcnt, op.offset, 0);
             case WRITE -> Libc.pwritev2Raw(op.fd, op.iovAddr, op.iovcnt, op.offset, op.flags);
             case SYNC -> Libc.fdatasyncRaw(op.fd);
+            case DISCARD -> Libc.fallocateRaw(op.fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, op.offset, op.len);
+            case ZEROES -> Libc.fallocateRaw(op.fd, op.flags != 0 ? Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE
+                    : Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE, op.offset, op.len);
             default -> Libc.fallocateRaw(op.fd, op.flags, op.offset, op.len);
         };
         return (int) Math.max(Integer.MIN_VALUE, Math.min(Integer.MAX_VALUE, r));

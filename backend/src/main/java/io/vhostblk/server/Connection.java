@@ -78,9 +78,15 @@ final class Connection {
         int perWorker = (config.numQueues() + workers.length - 1) / workers.length;
         int capacity = perWorker * config.maxQueueSize();
         for (int i = 0; i < workers.length; i++) {
-            IoEngine engine = config.engine().equals("threads")
-                    ? new ThreadsEngine(capacity, config.ioThreads(), "vhostblk-" + i)
-                    : new IoUringEngine(capacity);
+            IoEngine engine;
+            if (device.image() instanceof io.vhostblk.image.MappedImage mapped) {
+                // Formats with their own mapping (qcow2) run on I/O threads whatever --engine says.
+                engine = new ThreadsEngine(capacity, config.ioThreads(), "vhostblk-" + i, mapped);
+            } else if (config.engine().equals("threads")) {
+                engine = new ThreadsEngine(capacity, config.ioThreads(), "vhostblk-" + i);
+            } else {
+                engine = new IoUringEngine(capacity);
+            }
             workers[i] = new Worker(i, device, engine, config.pollUs(), "vhostblk");
             workers[i].start();
         }
@@ -647,7 +653,8 @@ final class Connection {
             w.shutdown();
         }
         if (!device.readOnly()) {
-            int r = Libc.fdatasyncRaw(device.image().dataFd(false));
+            int r = device.image() instanceof io.vhostblk.image.MappedImage mapped
+                    ? mapped.flush() : Libc.fdatasyncRaw(device.image().dataFd(false));
             if (r < 0) {
                 LOG.error("flushing the image: {}", Libc.strerror(-r));
             }

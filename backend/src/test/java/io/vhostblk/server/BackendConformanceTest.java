@@ -57,12 +57,17 @@ abstract class BackendConformanceTest {
 
     abstract CacheMode cache();
 
+    /** True to serve the disk through a {@link io.vhostblk.image.MappedImage} (the image engine). */
+    boolean mappedImage() {
+        return false;
+    }
+
     InProcessBackend start(int queues, int workers) throws IOException {
         return start(queues, workers, false, "conformance-1");
     }
 
     InProcessBackend start(int queues, int workers, boolean readOnly, String serial) throws IOException {
-        backend = InProcessBackend.start(dir, DISK, engine(), cache(), queues, workers, readOnly, serial, 0);
+        backend = InProcessBackend.start(dir, DISK, engine(), cache(), queues, workers, readOnly, serial, 0, mappedImage());
         return backend;
     }
 
@@ -83,7 +88,7 @@ abstract class BackendConformanceTest {
     private byte[] hostFile(long offset, int len) throws IOException {
         byte[] b = new byte[len];
         try (RandomAccessFile f = new RandomAccessFile(backend.image.toFile(), "r")) {
-            f.seek(offset);
+            f.seek(backend.hostShift + offset);
             f.readFully(b);
         }
         return b;

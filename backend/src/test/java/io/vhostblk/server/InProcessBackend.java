@@ -1,6 +1,7 @@
 package io.vhostblk.server;
 
 import io.vhostblk.blk.BlkDevice;
+import io.vhostblk.image.BlockImage;
 import io.vhostblk.image.CacheMode;
 import io.vhostblk.image.RawImage;
 
@@ -14,11 +15,14 @@ final class InProcessBackend implements AutoCloseable {
     final Path image;
     final Path socket;
     final BackendServer server;
-    private final RawImage raw;
+    /** File offset of guest offset 0 (0 for raw images). */
+    final long hostShift;
+    private final BlockImage raw;
     private final Thread thread;
     private volatile Throwable failure;
 
-    private InProcessBackend(Path image, Path socket, BackendServer server, RawImage raw) {
+    private InProcessBackend(Path image, Path socket, BackendServer server, BlockImage raw, long hostShift) {
+        this.hostShift = hostShift;
         this.image = image;
         this.socket = socket;
         this.server = server;
@@ -35,16 +39,23 @@ final class InProcessBackend implements AutoCloseable {
     /** Starts a backend; {@code size} bytes of image, options as on the command line. */
     static InProcessBackend start(Path dir, long size, String engine, CacheMode cache, int queues, int workers,
                                   boolean readOnly, String serial, long pollUs) throws IOException {
+        return start(dir, size, engine, cache, queues, workers, readOnly, serial, pollUs, false);
+    }
+
+    /** With {@code shifted}, the image is a {@link ShiftedImage} served through the image engine. */
+    static InProcessBackend start(Path dir, long size, String engine, CacheMode cache, int queues, int workers,
+                                  boolean readOnly, String serial, long pollUs, boolean shifted) throws IOException {
         Path img = dir.resolve("disk.raw");
+        long shift = shifted ? ShiftedImage.HEADER : 0;
         try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
-            f.setLength(size);
+            f.setLength(size + shift);
         }
         Path sock = dir.resolve("vhost.sock");
         BackendConfig cfg = new BackendConfig(sock.toString(), -1, img.toString(), "raw", readOnly, queues, workers, 1024,
                 serial, engine, cache, pollUs, 4, false, null);
-        RawImage raw = RawImage.open(img.toString(), readOnly, cache);
+        BlockImage raw = shifted ? new ShiftedImage(img.toString(), size, readOnly) : RawImage.open(img.toString(), readOnly, cache);
         BackendServer server = new BackendServer(cfg, new BlkDevice(raw, queues, serial));
-        return new InProcessBackend(img, sock, server, raw);
+        return new InProcessBackend(img, sock, server, raw, shift);
     }
 
     String socketPath() {
