@@ -2,6 +2,7 @@ package io.vhostblk.blk;
 
 import io.vhostblk.linux.Libc;
 import io.vhostblk.virtq.ChainBuffers;
+import io.vhostblk.virtq.SplitInflight;
 import io.vhostblk.virtq.SplitQueue;
 
 import java.lang.foreign.MemorySegment;
@@ -27,8 +28,19 @@ public final class BlkQueue {
     boolean dirty;
     int localIndex;
     long completed;
+    /** Shared inflight tracking (INFLIGHT_SHMFD), or null. */
+    final SplitInflight tracking;
+    /** Heads completed since the used ring was last published (for the inflight batch). */
+    final int[] batch;
+    int batchCount;
 
     public BlkQueue(int vringIndex, SplitQueue ring, int kickFd, int callFd) {
+        this(vringIndex, ring, kickFd, callFd, null);
+    }
+
+    public BlkQueue(int vringIndex, SplitQueue ring, int kickFd, int callFd, SplitInflight inflight) {
+        this.tracking = inflight;
+        this.batch = inflight == null ? null : new int[ring.size()];
         this.vringIndex = vringIndex;
         this.ring = ring;
         this.kickFd = kickFd;
@@ -90,13 +102,29 @@ public final class BlkQueue {
         freeStack[freeTop++] = s.index;
     }
 
-    /** Publishes completed requests and interrupts the driver if it asked for it. */
+    /** Requests the previous backend process left in flight (empty without inflight tracking). */
+    public int[] resubmitList() {
+        return tracking == null ? new int[0] : tracking.resubmitList();
+    }
+
+    /**
+     * Publishes completed requests and interrupts the driver if it asked for it. With inflight
+     * tracking the batch is linked before and cleared after the used index is published, so a
+     * crash at any point leaves a region that tells exactly what to resubmit.
+     */
     public void flushUsed() {
         if (!dirty) {
             return;
         }
         dirty = false;
+        if (tracking != null) {
+            tracking.linkBatch(batch, batchCount);
+        }
         ring.publishUsed();
+        if (tracking != null) {
+            tracking.commitBatch(batch, batchCount, ring.usedIdx());
+            batchCount = 0;
+        }
         if (ring.needsNotification() && callFd >= 0) {
             io.vhostblk.linux.EventFd.signal(callFd);
         }

@@ -86,6 +86,9 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
             return;
         }
         q.inflight++;
+        if (q.tracking != null) {
+            q.tracking.markInflight(head);
+        }
         s.head = head;
         s.phase = PHASE_NONE;
         ChainBuffers b = s.buffers;
@@ -374,6 +377,9 @@ public final class BlkRequestHandler implements IoUring.CompletionHandler {
 
     private void finish(BlkQueue q, RequestSlot s, int usedLen) {
         q.ring.addUsed(s.head, usedLen);
+        if (q.tracking != null) {
+            q.batch[q.batchCount++] = s.head;
+        }
         q.dirty = true;
         q.inflight--;
         q.completed++;

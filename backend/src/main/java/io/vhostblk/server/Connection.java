@@ -17,6 +17,7 @@ import io.vhostblk.vhostuser.MessageChannel;
 import io.vhostblk.vhostuser.ProtocolException;
 import io.vhostblk.vhostuser.ProtocolFeature;
 import io.vhostblk.vhostuser.Request;
+import io.vhostblk.virtq.SplitInflight;
 import io.vhostblk.virtq.SplitQueue;
 import io.vhostblk.virtq.SplitRing;
 import io.vhostblk.virtq.VirtioFeature;
@@ -45,7 +46,8 @@ final class Connection {
     private static final Logger LOG = LogManager.getLogger(Connection.class);
     static final long PROTOCOL_FEATURES = ProtocolFeature.bit(ProtocolFeature.MQ) | ProtocolFeature.bit(ProtocolFeature.REPLY_ACK)
             | ProtocolFeature.bit(ProtocolFeature.CONFIG) | ProtocolFeature.bit(ProtocolFeature.RESET_DEVICE)
-            | ProtocolFeature.bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | ProtocolFeature.bit(ProtocolFeature.STATUS);
+            | ProtocolFeature.bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | ProtocolFeature.bit(ProtocolFeature.STATUS)
+            | ProtocolFeature.bit(ProtocolFeature.INFLIGHT_SHMFD);
     static final int MAX_MEM_SLOTS = 509;
     static final int MAX_CONFIG = 256;
     private static final long DRAIN_TIMEOUT_S = 60;
@@ -61,6 +63,10 @@ final class Connection {
     private boolean featuresSet;
     private boolean protocolNegotiated;
     private int status;
+    /** The frontend's inflight region (SET_INFLIGHT_FD), kept by QEMU across backend restarts. */
+    private MemorySegment inflightMap;
+    private int inflightQueues;
+    private int inflightQueueSize;
     private final Arena arena = Arena.ofConfined();
     private final MemorySegment configBuf = arena.allocate(MAX_CONFIG);
 
@@ -171,7 +177,7 @@ final class Connection {
     private static boolean hasReplyBody(int req) {
         return switch (req) {
             case Request.GET_FEATURES, Request.GET_PROTOCOL_FEATURES, Request.GET_VRING_BASE, Request.GET_QUEUE_NUM,
-                 Request.GET_CONFIG, Request.GET_MAX_MEM_SLOTS, Request.GET_STATUS -> true;
+                 Request.GET_CONFIG, Request.GET_MAX_MEM_SLOTS, Request.GET_STATUS, Request.GET_INFLIGHT_FD -> true;
             default -> false;
         };
     }
@@ -283,6 +289,11 @@ final class Connection {
                 sendU64(req, status);
                 return true;
             }
+            case Request.GET_INFLIGHT_FD -> {
+                getInflightFd();
+                return true;
+            }
+            case Request.SET_INFLIGHT_FD -> setInflightFd();
             case Request.SET_BACKEND_REQ_FD -> throw new ProtocolException("SET_BACKEND_REQ_FD: BACKEND_REQ was not offered");
             default -> throw new ProtocolException("unsupported request " + Request.name(req));
         }
@@ -536,7 +547,20 @@ final class Connection {
         long f = device.ackedFeatures();
         SplitQueue ring = new SplitQueue(v.num, desc, avail, used, memory,
                 VirtioFeature.has(f, VirtioFeature.RING_EVENT_IDX), VirtioFeature.has(f, VirtioFeature.RING_INDIRECT_DESC), v.base);
-        BlkQueue q = new BlkQueue(v.index, ring, v.kickFd, v.callFd);
+        SplitInflight tracking = null;
+        if (inflightMap != null && v.index < inflightQueues) {
+            if (v.num > inflightQueueSize) {
+                throw new ProtocolException("vring " + v.index + " has " + v.num + " entries but the inflight region holds " + inflightQueueSize);
+            }
+            long per = SplitInflight.regionSize(inflightQueueSize);
+            tracking = new SplitInflight(inflightMap.asSlice(per * v.index, per), v.num);
+            int base = tracking.recover(ring.usedIdx(), v.base);
+            if (base != v.base) {
+                LOG.info("vring {}: inflight region moves the ring base from {} to {}", v.index, v.base, base);
+            }
+            ring.setLastAvail(base);
+        }
+        BlkQueue q = new BlkQueue(v.index, ring, v.kickFd, v.callFd, tracking);
         Worker w = workers[v.index % workers.length];
         await(w.attach(v, q), "start vring " + v.index);
         v.queue = q;
@@ -590,6 +614,71 @@ final class Connection {
         device.setWriteback(true);
         featuresSet = false;
         status = 0;
+    }
+
+    // ------------------------------------------------------------------ inflight tracking
+
+    static final int F_ADD_SEALS = 1033;
+    static final int F_SEAL_SEAL = 1;
+    static final int F_SEAL_SHRINK = 2;
+    static final int F_SEAL_GROW = 4;
+
+    /** GET_INFLIGHT_FD: a new zeroed, sealed memfd sized for the frontend's queues. */
+    private void getInflightFd() {
+        msg.requireSize(Message.INFLIGHT_SIZE);
+        int queues = msg.u32(16) & 0xFFFF;
+        int queueSize = (msg.u32(16) >>> 16) & 0xFFFF;
+        if (queues < 1 || queues > vrings.length || queueSize < 1 || queueSize > config.maxQueueSize()) {
+            throw new ProtocolException("GET_INFLIGHT_FD for " + queues + " queues of " + queueSize + " entries");
+        }
+        long size = SplitInflight.regionSize(queueSize) * queues;
+        int fd = Libc.memfdCreate("vhostblk-inflight", Libc.MFD_CLOEXEC | Libc.MFD_ALLOW_SEALING);
+        try {
+            Libc.ftruncate(fd, size);
+            Libc.fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+            msg.begin(Request.GET_INFLIGHT_FD, Message.FLAG_REPLY).size(Message.INFLIGHT_SIZE);
+            msg.putU64(0, size);
+            msg.putU64(8, 0);
+            msg.putU32(16, queues | (queueSize << 16));
+            msg.putU32(20, 0);
+            msg.attachFd(fd);
+            channel.write(msg);
+        } finally {
+            Libc.closeQuietly(fd);
+        }
+    }
+
+    /** SET_INFLIGHT_FD: map the region (kept by the frontend across our restarts). */
+    private void setInflightFd() {
+        msg.requireSize(Message.INFLIGHT_SIZE);
+        if (msg.fdCount() != 1) {
+            throw new ProtocolException("SET_INFLIGHT_FD needs one file descriptor, got " + msg.fdCount());
+        }
+        long size = msg.u64(0);
+        long offset = msg.u64(8);
+        int queues = msg.u32(16) & 0xFFFF;
+        int queueSize = (msg.u32(16) >>> 16) & 0xFFFF;
+        if (queues < 1 || queueSize < 1 || size < SplitInflight.regionSize(queueSize) * queues
+                || size > (1L << 32) || offset < 0 || (offset & 4095) != 0) {
+            throw new ProtocolException("SET_INFLIGHT_FD of " + size + " bytes at " + offset + " for " + queues
+                    + " queues of " + queueSize);
+        }
+        for (Vring v : vrings) {
+            if (v.started) {
+                throw new ProtocolException("SET_INFLIGHT_FD while vring " + v.index + " runs");
+            }
+        }
+        dropInflight();
+        inflightMap = Libc.mmap(size, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, msg.fd(0), offset);
+        inflightQueues = queues;
+        inflightQueueSize = queueSize;
+    }
+
+    private void dropInflight() {
+        if (inflightMap != null) {
+            Libc.munmap(inflightMap);
+            inflightMap = null;
+        }
     }
 
     // ------------------------------------------------------------------ config
@@ -661,6 +750,7 @@ final class Connection {
         }
         memory.unmapAll();
         memory = GuestMemory.EMPTY;
+        dropInflight();
         channel.close();
         arena.close();
         msg.closeFds();

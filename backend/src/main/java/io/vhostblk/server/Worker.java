@@ -126,6 +126,13 @@ public final class Worker implements Runnable {
             } else {
                 unkickedQueues++;
             }
+            int[] resubmit = q.resubmitList();
+            if (resubmit.length > 0) {
+                LOG.info("queue {}: resubmitting {} request(s) left in flight by the previous backend", v.index, resubmit.length);
+                for (int head : resubmit) {
+                    handler.start(q, head);
+                }
+            }
         });
     }
 

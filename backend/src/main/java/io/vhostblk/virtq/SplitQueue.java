@@ -83,6 +83,11 @@ public final class SplitQueue {
         return lastAvail;
     }
 
+    /** Moves the next avail index (inflight recovery after a backend restart). */
+    public void setLastAvail(int idx) {
+        lastAvail = idx & 0xFFFF;
+    }
+
     public int usedIdx() {
         return usedIdx;
     }
