@@ -126,6 +126,8 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
     private boolean closed;
 
     private final ReentrantLock flushLock = new ReentrantLock();
+    /** Test hook run after every metadata write of a flush (crash-point injection); null in production. */
+    static volatile Runnable metadataWriteHook;
     final Bitmaps bitmaps;
 
     private Qcow2Image(String path, boolean readOnly, Options opts, HostFile file, Qcow2Header hdr, ImageLock lock) {
@@ -1299,6 +1301,13 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
     private record Pending(MetaCache.Table t, byte[] bytes) {
     }
 
+    private static void hook() {
+        Runnable h = metadataWriteHook;
+        if (h != null) {
+            h.run();
+        }
+    }
+
     /** Writes back dirty metadata in crash-safe order and makes everything durable. */
     void flushMetadata() {
         flushLock.lock();
@@ -1355,18 +1364,21 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
                 }
                 for (Pending p : rbs) {
                     file.write(p.t.off, p.bytes);
+                    hook();
                 }
                 if (rtBytes != null) {
                     if (!lazyRefcounts && !rbs.isEmpty()) {
                         file.sync();
                     }
                     file.write(rtOff, rtBytes);
+                    hook();
                     if (moved) {
                         file.sync();
                         ByteBuffer hb = ByteBuffer.allocate(12);
                         hb.putLong(0, rtOff);
                         hb.putInt(8, rtCl);
                         file.write(48, hb.array());
+                        hook();
                         hdr.refcountTableOffset = rtOff;
                         hdr.refcountTableClusters = rtCl;
                     }
@@ -1380,12 +1392,14 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
                     }
                     for (Pending p : l2s) {
                         file.write(p.t.off, p.bytes);
+                        hook();
                     }
                     if (l1Bytes != null) {
                         if (!l2s.isEmpty()) {
                             file.sync();
                         }
                         file.write(hdr.l1TableOffset + 8L * l1Lo, l1Bytes);
+                        hook();
                     }
                 }
                 file.sync();
