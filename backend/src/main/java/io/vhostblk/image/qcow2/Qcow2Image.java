@@ -1193,6 +1193,9 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
 
     private void growRefcountTable(long needBi, long avoidLo, long avoidHi) {
         long start = Math.max(avoidHi, (long) rt.length << rbBits);
+        if (repairInUse != null) {
+            start = Math.max(start, (long) repairInUse.length * 64);
+        }
         long entries = Math.max(rt.length * 2L, needBi + 1);
         int k;
         for (;;) {

@@ -122,6 +122,7 @@ class CrashTest {
             assertEquals(0, chk.corruptions(), what + ": " + chk.json());
             assertEquals(0, chk.checkErrors(), what + ": " + chk.json());
             leaks += chk.leaks();
+            QemuTool.assertCheckAgrees(dir, t.image.getFileName().toString());
             flushes += t.flushed.get();
             verifyFlushed(t.image, t.size, t.cs, t.seed, t.flushed.get(), what);
             Files.deleteIfExists(t.image);

@@ -100,7 +100,8 @@ final class QemuTool {
     }
 
     /** Parsed `qemu-img check --output=json`: the fields tests look at. */
-    record Check(int exit, long corruptions, long leaks, long checkErrors, long allocated, long imageEnd, String json) {
+    record Check(int exit, long corruptions, long leaks, long checkErrors, long allocated, long imageEnd, long fragmented,
+                 long compressed, long total, String json) {
         boolean clean() {
             return corruptions == 0 && checkErrors == 0;
         }
@@ -110,7 +111,8 @@ final class QemuTool {
         Result r = run(dir, "qemu-img", "check", "--output=json", image);
         String j = r.out();
         return new Check(r.exit(), num(j, "corruptions"), num(j, "leaks"), num(j, "check-errors"),
-                num(j, "allocated-clusters"), num(j, "image-end-offset"), j + r.err());
+                num(j, "allocated-clusters"), num(j, "image-end-offset"), num(j, "fragmented-clusters"),
+                num(j, "compressed-clusters"), num(j, "total-clusters"), j + r.err());
     }
 
     static long num(String json, String key) {
@@ -124,5 +126,21 @@ final class QemuTool {
             e++;
         }
         return Long.parseLong(json.substring(c, e).trim());
+    }
+
+    /** Asserts the library's check of {@code image} agrees with qemu-img check. */
+    static void assertCheckAgrees(Path dir, String image) {
+        Check q = check(dir, image);
+        try (Qcow2Image img = Qcow2Image.open(dir.resolve(image).toString(), true, Options.defaults())) {
+            Qcow2Check.Result r = Qcow2Check.check(img);
+            String both = "qemu-img: " + q.json() + "\nours: " + r;
+            org.junit.jupiter.api.Assertions.assertEquals(q.corruptions(), r.corruptions(), both);
+            org.junit.jupiter.api.Assertions.assertEquals(q.leaks(), r.leaks(), both);
+            org.junit.jupiter.api.Assertions.assertEquals(q.allocated(), r.allocatedClusters(), both);
+            org.junit.jupiter.api.Assertions.assertEquals(q.fragmented(), r.fragmentedClusters(), both);
+            org.junit.jupiter.api.Assertions.assertEquals(q.compressed(), r.compressedClusters(), both);
+            org.junit.jupiter.api.Assertions.assertEquals(q.total(), r.totalClusters(), both);
+            org.junit.jupiter.api.Assertions.assertEquals(q.imageEnd(), r.imageEndOffset(), both);
+        }
     }
 }

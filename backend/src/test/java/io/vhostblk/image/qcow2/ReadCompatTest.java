@@ -102,6 +102,7 @@ class ReadCompatTest {
     }
 
     static void assertReadsLikeQemu(String name) throws Exception {
+        QemuTool.assertCheckAgrees(dir, name);
         byte[] expected = QemuTool.rawContents(dir, name);
         for (CacheMode mode : new CacheMode[]{CacheMode.WRITEBACK, CacheMode.NONE}) {
             try (Qcow2Image img = Qcow2Image.open(dir.resolve(name).toString(), true, Options.defaults().withCache(mode))) {
