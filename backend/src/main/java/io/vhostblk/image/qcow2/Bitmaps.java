@@ -24,4 +24,22 @@ final class Bitmaps {
 
     void addReferences(RefSink sink) {
     }
+
+    /** A bitmap as info shows it. */
+    record Info(String name, long granularity, int flags) {
+        java.util.List<String> flagNames() {
+            java.util.List<String> l = new java.util.ArrayList<>();
+            if ((flags & 1) != 0) {
+                l.add("in-use");
+            }
+            if ((flags & 2) != 0) {
+                l.add("auto");
+            }
+            return l;
+        }
+    }
+
+    java.util.List<Info> list() {
+        return java.util.List.of();
+    }
 }

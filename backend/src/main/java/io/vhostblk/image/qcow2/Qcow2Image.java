@@ -1096,6 +1096,137 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
         }
     }
 
+    /** Sets refcount 1 for clusters [0, n) in fresh refcount blocks (image creation). */
+    static void rcPutStatic(int order, byte[][] blocks, long perBlock, long n) {
+        for (long c = 0; c < n; c++) {
+            byte[] b = blocks[(int) (c / perBlock)];
+            int i = (int) (c % perBlock);
+            switch (order) {
+                case 0, 1, 2 -> {
+                    int w = 1 << order;
+                    int per = 8 / w;
+                    b[i / per] |= (byte) (1 << ((i % per) * w));
+                }
+                case 3 -> b[i] = 1;
+                case 4 -> SHORT_BE.set(b, i << 1, (short) 1);
+                case 5 -> INT_BE.set(b, i << 2, 1);
+                default -> LONG_BE.set(b, i << 3, 1L);
+            }
+        }
+    }
+
+    /** preallocation=metadata: every guest cluster gets a host cluster (sparse, reading zeros). */
+    void preallocateMetadata() {
+        long clusters = (size + csMask) >>> cb;
+        long end = 0;
+        meta.lock();
+        try {
+            for (long g = 0; g < clusters; g++) {
+                long host = external ? g << cb : allocRun(1) << cb;
+                MetaCache.Table t = l2ForWrite(g);
+                int i = (int) (g & (l2Entries - 1));
+                if (extL2) {
+                    t.l2[2 * i] = host | COPIED;
+                    t.l2[2 * i + 1] = 0xffffffffL;
+                } else {
+                    t.l2[i] = host | COPIED;
+                }
+                t.dirty = true;
+                end = Math.max(end, host + cs);
+                if (l2Cache.overLimit() || rbCache.overLimit()) {
+                    meta.unlock();
+                    try {
+                        flushMetadata();
+                    } finally {
+                        meta.lock();
+                    }
+                }
+            }
+        } finally {
+            meta.unlock();
+        }
+        flushMetadata();
+        if (!external && end > file.length()) {
+            file.truncate(end);
+        }
+    }
+
+    /** One extent of {@link #blockStatus}: as {@code qemu-img map --output=json} reports it. */
+    public record Extent(long start, long length, int depth, boolean present, boolean zero, boolean data, long offset,
+                         String file) {
+    }
+
+    /** The status of guest bytes from {@code off} (at most {@code max} bytes, within one cluster). */
+    Extent blockStatus(long off, long max, int depth) {
+        long g = off >>> cb;
+        int from = (int) (off & csMask);
+        long len = Math.min(max, cs - from);
+        long[] ent = new long[2];
+        lookupLocked(g, ent);
+        long e = ent[0];
+        int k = kind(e);
+        long host = e & OFFSET_MASK;
+        int state;
+        if (k == K_COMPRESSED) {
+            return new Extent(off, len, depth, true, false, true, -1, path);
+        } else if (k == K_ZERO_PLAIN || k == K_ZERO_ALLOC) {
+            return new Extent(off, len, depth, true, true, false, k == K_ZERO_ALLOC ? host + from : -1, data.path);
+        } else if (!extL2) {
+            state = k == K_NORMAL ? SC_DATA : SC_BACKING;
+        } else {
+            state = scState(k, ent[1], from >>> scBits);
+            int to = from;
+            while (to < from + len && scState(k, ent[1], to >>> scBits) == state) {
+                to = ((to >>> scBits) + 1) << scBits;
+            }
+            len = Math.min(len, to - from);
+        }
+        if (state == SC_DATA) {
+            long h = host + from;
+            long[] hole = holeStatus(data.fd, h, len);
+            return new Extent(off, hole[1], depth, true, hole[0] != 0, true, h, data.path);
+        }
+        if (state == SC_ZERO) {
+            return new Extent(off, len, depth, true, true, false, k == K_NORMAL ? host + from : -1, data.path);
+        }
+        if (backing instanceof Qcow2Image b && off < b.size()) {
+            Extent x = b.blockStatus(off, Math.min(len, b.size() - off), depth + 1);
+            return x;
+        }
+        if (backing instanceof RawBacking rb && off < rb.size()) {
+            long n = Math.min(len, rb.size() - off);
+            long[] hole = holeStatus(rb.fd(), off, n);
+            return new Extent(off, hole[1], depth + 1, true, hole[0] != 0, true, off, rb.describe());
+        }
+        return new Extent(off, len, backing == null ? depth : chainDepth(depth), false, true, false, -1, null);
+    }
+
+    private int chainDepth(int depth) {
+        int d = depth;
+        BackingSource b = backing;
+        while (b != null) {
+            d++;
+            b = b instanceof Qcow2Image q ? q.backing : null;
+        }
+        return d;
+    }
+
+    /** {hole ? 1 : 0, length of the run of that kind from {@code host}, at most n}. */
+    static long[] holeStatus(int fd, long host, long n) {
+        long d = Libc.lseekRaw(fd, host, Libc.SEEK_DATA);
+        if (d < 0 || d >= host + n) {
+            return new long[]{1, n};
+        }
+        if (d > host) {
+            return new long[]{1, d - host};
+        }
+        long h = Libc.lseekRaw(fd, host, Libc.SEEK_HOLE);
+        if (h < 0 || h >= host + n) {
+            return new long[]{0, n};
+        }
+        return new long[]{0, h - host};
+    }
+
     MetaCache.Table rbTable(long off) {
         MetaCache.Table t = rbCache.get(off);
         if (t == null) {

@@ -29,9 +29,13 @@ final class RawBacking implements BackingSource {
         file.readData(iov, iovOff, n, off);
     }
 
+    int fd() {
+        return file.fd;
+    }
+
     @Override
     public String describe() {
-        return file.path + " (raw)";
+        return file.path;
     }
 
     @Override
