@@ -434,6 +434,23 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
         }
     }
 
+    /**
+     * Adds a persistent dirty bitmap (type dirty tracking, flag auto) that records every write
+     * from now on and is stored on close. Needs a version 3 image opened read-write.
+     */
+    public void createBitmap(String name, long granularity) {
+        bitmaps.create(name, granularity);
+    }
+
+    /** The persistent bitmaps: name, granularity, flags as {@code qemu-img info} names them. */
+    public List<String> bitmapDescriptions() {
+        List<String> l = new ArrayList<>();
+        for (Bitmaps.Info i : bitmaps.list()) {
+            l.add(i.name() + " granularity=" + i.granularity() + " flags=" + i.flagNames());
+        }
+        return l;
+    }
+
     /** Flushes, clears the dirty and in-use marks and releases the locks. */
     @Override
     public void close() {
