@@ -71,7 +71,10 @@ class WriteConformanceTest {
                 new Variant("datafile", sz, List.of("-o", "data_file=df.data"), null, null, false, d),
                 new Variant("compressed-zlib", 6L << 20, List.of("-c"), null, null, true, d),
                 new Variant("compressed-zstd-extl2", 6L << 20, List.of("-c", "-o", "compression_type=zstd,extended_l2=on"), null, null, true, d),
-                new Variant("lazy-refcounts", sz, List.of("-o", "lazy_refcounts=on"), null, null, false, d));
+                new Variant("lazy-refcounts", sz, List.of("-o", "lazy_refcounts=on"), null, null, false, d),
+                // internal snapshot: every L2 table and data cluster shared (refcount 2, COPIED clear)
+                new Variant("snapshot-shared", 6L << 20, List.of("-o", "cluster_size=16k"), null, null, true, d),
+                new Variant("snapshot-shared-extl2", 6L << 20, List.of("-o", "extended_l2=on"), null, null, true, small()));
     }
 
     static Path create(Variant v) throws Exception {
@@ -83,6 +86,9 @@ class WriteConformanceTest {
             c.add("base.raw");
             c.add(name);
             QemuTool.img(dir, c.toArray(String[]::new));
+            if (v.name().startsWith("snapshot")) {
+                QemuTool.img(dir, "snapshot", "-c", "s1", name);
+            }
         } else {
             List<String> c = new ArrayList<>(List.of("create", "-f", "qcow2"));
             c.addAll(v.createOpts());
@@ -173,6 +179,13 @@ class WriteConformanceTest {
         assertTrue(chk.clean(), "qemu-img check: " + chk.json());
         assertEquals(0, chk.leaks(), "leaks after a clean close: " + chk.json());
         assertEquals(0, chk.exit(), chk.json());
+        QemuTool.assertCheckAgrees(dir, image.getFileName().toString());
+        if (v.name().startsWith("snapshot")) {
+            // the snapshot still holds the original contents
+            QemuTool.img(dir, "snapshot", "-a", "s1", image.toString());
+            assertArrayEquals(Arrays.copyOf(QemuTool.rawContents(dir, "base.raw"), ref.length),
+                    QemuTool.rawContents(dir, image.getFileName().toString()), "snapshot s1 after our writes");
+        }
     }
 
     /**
