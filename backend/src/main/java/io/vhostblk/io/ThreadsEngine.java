@@ -137,8 +137,11 @@ public final class ThreadsEngine implements IoEngine {
             return;
         }
         for (int i = 0; i < stagedCount; i++) {
-            // Capacity equals the op pool, so the queue always has room.
-            submissions.offer(staged[i]);
+            // The queue holds every op there is, but Agrona's array queues can refuse an offer for
+            // an instant while a consumer is still releasing the slot it took: retry, never drop.
+            while (!submissions.offer(staged[i])) {
+                Thread.onSpinWait();
+            }
             staged[i] = null;
         }
         post(wakeFd, stagedCount);
@@ -188,7 +191,9 @@ public final class ThreadsEngine implements IoEngine {
                 continue;
             }
             op.result = execute(op);
-            completions.offer(op);
+            while (!completions.offer(op)) {
+                Thread.onSpinWait();
+            }
             EventFd.signal(doneFd);
         }
     }
