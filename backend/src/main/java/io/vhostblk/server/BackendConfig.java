@@ -27,8 +27,8 @@ public record BackendConfig(
         if (blkFile == null) {
             throw new IllegalArgumentException("--blk-file is required");
         }
-        if (!"raw".equals(format)) {
-            throw new IllegalArgumentException("--format " + format + " is not supported (raw)");
+        if (!"raw".equals(format) && !"qcow2".equals(format)) {
+            throw new IllegalArgumentException("--format " + format + " is not supported (raw, qcow2)");
         }
         if (numQueues < 1 || numQueues > 256) {
             throw new IllegalArgumentException("--num-queues must be 1..256, not " + numQueues);

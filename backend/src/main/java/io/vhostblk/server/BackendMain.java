@@ -3,6 +3,8 @@ package io.vhostblk.server;
 import io.vhostblk.blk.BlkDevice;
 import io.vhostblk.image.CacheMode;
 import io.vhostblk.image.RawImage;
+import io.vhostblk.image.qcow2.Qcow2Exception;
+import io.vhostblk.image.qcow2.Qcow2Image;
 import io.vhostblk.linux.ErrnoException;
 import io.vhostblk.linux.IoUring;
 import io.vhostblk.linux.Libc;
@@ -36,7 +38,7 @@ public final class BackendMain {
         o.addOption(Option.builder().longOpt("socket-path").hasArg().argName("PATH").desc("listen on this UNIX socket").build());
         o.addOption(Option.builder().longOpt("fd").hasArg().argName("N").desc("serve this already connected socket fd").build());
         o.addOption(Option.builder().longOpt("blk-file").hasArg().argName("PATH").desc("image: file or block device").build());
-        o.addOption(Option.builder().longOpt("format").hasArg().argName("FMT").desc("image format: raw (never probed; default raw)").build());
+        o.addOption(Option.builder().longOpt("format").hasArg().argName("FMT").desc("image format: raw or qcow2 (never probed; default raw)").build());
         o.addOption(Option.builder().longOpt("read-only").desc("export read-only (VIRTIO_BLK_F_RO)").build());
         o.addOption(Option.builder().longOpt("print-capabilities").desc("print the capabilities JSON and exit").build());
         o.addOption(Option.builder().longOpt("num-queues").hasArg().argName("N").desc("most virtqueues offered; QEMU uses one per vCPU unless told (default 16)").build());
@@ -114,7 +116,7 @@ public final class BackendMain {
             return 2;
         }
         Logger log = LogManager.getLogger(BackendMain.class);
-        RawImage image;
+        io.vhostblk.image.BlockImage image;
         BackendServer server;
         try {
             if (config.mlock()) {
@@ -123,8 +125,10 @@ public final class BackendMain {
             if ("io_uring".equals(config.engine()) && !IoUring.isAvailable()) {
                 throw new IllegalArgumentException("io_uring is not available on this host (kernel.io_uring_disabled or seccomp); use --engine threads");
             }
-            image = RawImage.open(config.blkFile(), config.readOnly(), config.cache());
-        } catch (ErrnoException | IllegalArgumentException e) {
+            image = "qcow2".equals(config.format())
+                    ? Qcow2Image.open(config.blkFile(), config.readOnly(), io.vhostblk.image.qcow2.Options.defaults().withCache(config.cache()))
+                    : RawImage.open(config.blkFile(), config.readOnly(), config.cache());
+        } catch (ErrnoException | IllegalArgumentException | Qcow2Exception e) {
             System.err.println(NAME + ": " + e.getMessage());
             return 1;
         }

@@ -63,7 +63,7 @@ class BackendMainTest {
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--queue-size", "100"), 2, "power of two");
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--engine", "aio"), 2, "--engine");
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--cache", "unsafe"), 2, "--cache");
-        assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--format", "qcow2"), 2, "qcow2");
+        assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--format", "vmdk"), 2, "vmdk");
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--serial", "x".repeat(21)), 2, "20 bytes");
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "stray"), 2, "stray");
     }

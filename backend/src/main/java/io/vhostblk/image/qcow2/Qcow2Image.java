@@ -51,7 +51,7 @@ import java.util.zip.Inflater;
  * refcount-before-L2 barrier is skipped; a dirty image's refcounts are rebuilt when it is next
  * opened read-write.
  */
-public final class Qcow2Image implements BackingSource, AutoCloseable {
+public final class Qcow2Image implements BackingSource, io.vhostblk.image.MappedImage {
     private static final Logger LOG = LogManager.getLogger(Qcow2Image.class);
 
     static final long OFFSET_MASK = 0x00fffffffffffe00L;
@@ -315,13 +315,28 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
     }
 
     @Override
+    public int logicalBlockSize() {
+        return 512;
+    }
+
+    @Override
+    public int physicalBlockSize() {
+        return Math.min(clusterSize(), 4096);
+    }
+
+    @Override
+    public boolean isBlockDevice() {
+        return false;
+    }
+
+    @Override
     public String describe() {
         return path + " (qcow2 v" + hdr.version + ", " + size + " bytes, cluster " + cs
                 + (extL2 ? ", extended L2" : "") + (external ? ", data file " + data.path : "")
                 + (backing != null ? ", backing " + backing.describe() : "") + (readOnly ? ", read-only" : "") + ")";
     }
 
-    /** Reads guest bytes [off, off + iov total) into the iovecs; 0 or -errno. */
+    /** Reads guest bytes [off, off + iov total) into the iovecs; the bytes read or -errno. */
     public int readv(long guestOffset, long iovAddr, int iovcnt) {
         try {
             Iov iov = Iov.of(iovAddr, iovcnt);
@@ -329,13 +344,13 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
                 return -Errno.EINVAL;
             }
             readInto(guestOffset, iov, 0, iov.total);
-            return 0;
+            return (int) iov.total;
         } catch (RuntimeException e) {
             return errno(e, "read");
         }
     }
 
-    /** Writes the iovecs at guest offset {@code guestOffset}; with {@code fua} also flushes; 0 or -errno. */
+    /** Writes the iovecs at guest offset {@code guestOffset}; with {@code fua} also flushes; the bytes written or -errno. */
     public int writev(long guestOffset, long iovAddr, int iovcnt, boolean fua) {
         if (readOnly) {
             return -Errno.EPERM;
@@ -351,7 +366,7 @@ public final class Qcow2Image implements BackingSource, AutoCloseable {
             if (fua) {
                 flushMetadata();
             }
-            return 0;
+            return (int) iov.total;
         } catch (RuntimeException e) {
             return errno(e, "write");
         }

@@ -60,7 +60,7 @@ final class Buffers {
                 MemorySegment buf = a.allocate(n, 4096);
                 MemorySegment v = iov(a, buf, 1 + rnd.nextInt(5), 512, rnd);
                 int r = img.readv(off, v.address(), count(v));
-                if (r != 0) {
+                if (r != n) {
                     throw new AssertionError("readv at " + off + " returned " + r);
                 }
                 MemorySegment.copy(buf, 0, MemorySegment.ofArray(out), off, n);
@@ -75,7 +75,9 @@ final class Buffers {
             MemorySegment buf = a.allocate(Math.max(1, data.length), 4096);
             MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 0, data.length);
             MemorySegment v = iov(a, buf.asSlice(0, data.length), 1 + rnd.nextInt(4), 512, rnd);
-            return img.writev(off, v.address(), count(v), fua);
+            int r = img.writev(off, v.address(), count(v), fua);
+            // MappedImage contract: the bytes written; callers here compare with 0 for success.
+            return r == data.length ? 0 : r;
         }
     }
 
@@ -84,7 +86,7 @@ final class Buffers {
             MemorySegment buf = a.allocate(n, 4096);
             MemorySegment v = single(a, buf);
             int r = img.readv(off, v.address(), 1);
-            if (r != 0) {
+            if (r != n) {
                 throw new AssertionError("readv at " + off + " returned " + r);
             }
             return buf.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);

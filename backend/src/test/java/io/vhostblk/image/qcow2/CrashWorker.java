@@ -67,7 +67,8 @@ public final class CrashWorker {
                         MemorySegment.copy(MemorySegment.ofArray(d), 0, buf, 0, d.length);
                         iov.set(java.lang.foreign.ValueLayout.JAVA_LONG, 0, buf.address());
                         iov.set(java.lang.foreign.ValueLayout.JAVA_LONG, 8, d.length);
-                        yield img.writev(op.off(), iov.address(), 1, false);
+                        int w = img.writev(op.off(), iov.address(), 1, false);
+                        yield w == d.length ? 0 : w;
                     }
                     case ZERO -> img.writeZeroes(op.off(), op.len(), (i & 1) == 0);
                     case DISCARD -> img.discard(op.off(), op.len());
