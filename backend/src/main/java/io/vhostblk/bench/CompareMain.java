@@ -342,10 +342,11 @@ public final class CompareMain {
         double total = 0;
         for (Cell c : plan.cells) {
             for (SystemSpec s : c.systems()) {
-                total += cfg.reps() * (perRun + (s.kind() == Kind.HOST ? 0.3 : 1.0));
+                // start of the bench JVM (or fio) and teardown, measured on a 2-core machine
+                total += cfg.reps() * (perRun + (s.kind() == Kind.HOST ? 0.2 : 0.6));
             }
         }
-        total += plan.backends().size() * (1.5 + IDLE_SETTLE_MS / 1000.0);
+        total += plan.backends().size() * (1.0 + IDLE_SETTLE_MS / 1000.0);
         total += plan.media().size() * cfg.size() / 400e6;
         return total;
     }
@@ -471,6 +472,32 @@ public final class CompareMain {
         return new Backend(key, p, sock, log);
     }
 
+    /** Copies the log of a backend whose run failed to --out/logs/; returns a note for the error line. */
+    private String saveLog(Backend b, Workload w, int rep) {
+        if (cfg.out() == null) {
+            return " (backend log: " + tail(b.log()) + "; --out keeps whole logs)";
+        }
+        if (b.key().spec().kind() == Kind.VHOSTBLK && b.process().isAlive()) {
+            // a JVM prints its thread dump on SIGQUIT, into the log: where is it stuck?
+            try {
+                new ProcessBuilder("kill", "-QUIT", String.valueOf(b.pid())).start().waitFor(2, TimeUnit.SECONDS);
+                sleepMs(500);
+            } catch (IOException e) {
+                // no dump then
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        try {
+            Path d = Files.createDirectories(cfg.out().resolve("logs"));
+            Path to = d.resolve(w.id() + "-rep" + (rep + 1) + "-" + b.key().spec().label() + ".log");
+            Files.copy(b.log(), to, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            return " (backend log: " + to + ")";
+        } catch (IOException e) {
+            return " (backend log lost: " + e.getMessage() + ")";
+        }
+    }
+
     private void stopBackend(BackendKey k) {
         Backend b = backends.remove(k);
         if (b != null) {
@@ -493,10 +520,16 @@ public final class CompareMain {
             if (s.kind() == Kind.HOST) {
                 r = runFio(w, file);
             } else {
-                Backend b = backend(new BackendKey(w.media(), s), file);
+                BackendKey key = new BackendKey(w.media(), s);
+                Backend b = backend(key, file);
                 r = runFrontend(w, b);
                 if (!b.process().isAlive()) {
                     r = RunResult.failed("backend died during the run: " + tail(b.log()));
+                }
+                if (!r.ok()) {
+                    // keep its log, and start it afresh for the next run: a stuck backend would fail them all
+                    r = RunResult.failed(r.error() + saveLog(b, w, rep));
+                    stopBackend(key);
                 }
             }
         } catch (IOException | RuntimeException e) {

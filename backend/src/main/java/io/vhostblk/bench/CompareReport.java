@@ -206,7 +206,11 @@ final class CompareReport {
         List<Summary> all = CompareStats.ordered(results);
         Map<String, String> color = new LinkedHashMap<>();
         int spare = 0;
-        for (Summary s : all) {
+        // legend in a stable order: host, QSD, then vhostblk by engine, polling, workers
+        List<Summary> byLegend = all.stream().sorted(java.util.Comparator.comparing((Summary s) -> s.system().kind())
+                .thenComparing(s -> String.valueOf(s.system().engine())).thenComparingInt(s -> s.system().pollUs())
+                .thenComparingInt(s -> s.system().workers())).toList();
+        for (Summary s : byLegend) {
             String l = s.system().label();
             if (!color.containsKey(l)) {
                 color.put(l, COLORS.getOrDefault(l, SPARE[spare++ % SPARE.length]));
