@@ -582,7 +582,7 @@ public final class CompareMain {
         });
         int status;
         try {
-            if (!p.waitFor((long) (cfg.runtimeS() + cfg.rampS()) * 1000 + 60_000, TimeUnit.MILLISECONDS)) {
+            if (!p.waitFor((long) ((cfg.runtimeS() + cfg.rampS()) * 1000) + 60_000, TimeUnit.MILLISECONDS)) {
                 procs.stop(p, 2_000);
                 return RunResult.failed("vhostblk-bench did not finish");
             }
