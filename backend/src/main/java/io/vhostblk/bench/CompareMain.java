@@ -64,7 +64,7 @@ public final class CompareMain {
 
     /** Parsed options. */
     record Config(boolean quick, double runtimeS, double rampS, int reps, long size, Path dir, Path out, Set<Kind> only,
-                  String qsd, String fio, Path root) {
+                  String qsd, String fio, Path root, boolean dryRun) {
     }
 
     static final class UsageException extends Exception {
@@ -110,6 +110,7 @@ public final class CompareMain {
         o.addOption(Option.builder().longOpt("only").hasArg().argName("LIST").desc("comma-separated subset of host,qsd,vhostblk (default all)").build());
         o.addOption(Option.builder().longOpt("qsd").hasArg().argName("PATH").desc("qemu-storage-daemon binary (default: on PATH)").build());
         o.addOption(Option.builder().longOpt("fio").hasArg().argName("PATH").desc("fio binary (default: on PATH)").build());
+        o.addOption(Option.builder().longOpt("dry-run").desc("print the plan and the time estimate, run nothing").build());
         o.addOption(Option.builder("h").longOpt("help").desc("show this help").build());
         return o;
     }
@@ -172,7 +173,7 @@ public final class CompareMain {
         Path dir = Path.of(cl.getOptionValue("dir", "/var/tmp")).toAbsolutePath();
         Path outDir = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")).toAbsolutePath() : null;
         return new Config(quick, runtime, ramp, reps, size, dir, outDir, only, cl.getOptionValue("qsd", "qemu-storage-daemon"),
-                cl.getOptionValue("fio", "fio"), findRoot());
+                cl.getOptionValue("fio", "fio"), findRoot(), cl.hasOption("dry-run"));
     }
 
     private static double seconds(CommandLine cl, String name, double dflt, double min) throws UsageException {
@@ -209,6 +210,15 @@ public final class CompareMain {
 
     private int runAll() {
         ComparePlan plan = ComparePlan.build(cfg.quick(), cfg.only());
+        if (cfg.dryRun()) {
+            for (Cell c : plan.cells) {
+                out.printf(Locale.ROOT, "%-26s %s%n", c.workload().label(), String.join(" ", c.systems().stream().map(SystemSpec::label).toList()));
+            }
+            out.printf(Locale.ROOT, "%d runs of %s s (+%s s ramp) in %d repetition(s), %d backend process(es); estimated %s%n",
+                    plan.runs(cfg.reps()), num(cfg.runtimeS()), num(cfg.rampS()), cfg.reps(), plan.backends().size(),
+                    duration(estimateSeconds(plan)));
+            return 0;
+        }
         if (!checkTools()) {
             return 2;
         }

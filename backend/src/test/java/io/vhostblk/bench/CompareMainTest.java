@@ -52,6 +52,18 @@ class CompareMainTest {
     }
 
     @Test
+    void dryRunPrintsThePlanAndTheEstimate() {
+        Run full = run("--dry-run");
+        assertEquals(0, full.status(), full.err());
+        assertEquals(14, full.out().lines().count(), full.out());
+        assertTrue(full.out().contains("177 runs of 5 s (+1 s ramp) in 3 repetition(s), 12 backend process(es); estimated "), full.out());
+        Run quick = run("--dry-run", "--quick", "--only", "vhostblk");
+        assertTrue(quick.out().lines().findFirst().orElseThrow().matches("ram randread qd128 q1 +vhostblk-io_uring-w1 vhostblk-threads-w1"),
+                quick.out());
+        assertTrue(quick.out().contains("4 runs of 2 s (+0.5 s ramp) in 1 repetition(s), 2 backend process(es)"), quick.out());
+    }
+
+    @Test
     @Timeout(value = 30, unit = TimeUnit.SECONDS)
     void quickRunWritesOneRowPerSystemAndWorkload(@TempDir Path dir) throws Exception {
         Assumptions.assumeTrue(Files.isExecutable(Path.of(QSD)), QSD + " is not installed");
