@@ -3,7 +3,7 @@ package io.vhostblk.bench;
 /** Parsed command line of vhostblk-bench. */
 record BenchConfig(String socket, Workload rw, int mixReadPct, int bs, int iodepth, int queues, double runtimeS,
                    double rampS, long size, boolean indirect, boolean eventIdx, boolean poll, boolean verify,
-                   boolean json, int queueSize, int segments) {
+                   boolean json, int queueSize, int segments, boolean marks) {
 
     enum Workload {
         RANDREAD("randread", true, false), RANDWRITE("randwrite", true, false), READ("read", false, false),

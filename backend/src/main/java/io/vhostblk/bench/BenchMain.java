@@ -39,6 +39,9 @@ public final class BenchMain {
     static final int MAX_QUEUE_SIZE = 1024;
     /** How long to retry connecting while the socket is missing or refuses (a backend still starting). */
     static final long CONNECT_TIMEOUT_MS = 2_000;
+    /** Lines printed on stderr with --marks at the edges of the measured window. */
+    public static final String MARK_START = "#mark measure-start";
+    public static final String MARK_END = "#mark measure-end";
 
     private BenchMain() {
     }
@@ -76,6 +79,8 @@ public final class BenchMain {
         o.addOption(Option.builder().longOpt("verify").desc("instead of the timed workload: write a stamped pattern over --size, "
                 + "FLUSH, read it all back and check every sector").build());
         o.addOption(Option.builder().longOpt("json").desc("print the result as one JSON line").build());
+        o.addOption(Option.builder().longOpt("marks").desc("print '" + MARK_START + "' and '" + MARK_END + "' lines on stderr "
+                + "when the measured window opens and closes (for harnesses that sample other processes over it)").build());
         o.addOption(Option.builder("h").longOpt("help").desc("show this help").build());
         return o;
     }
@@ -155,7 +160,7 @@ public final class BenchMain {
                     + (indirect ? "" : " (try --indirect)"));
         }
         return new BenchConfig(socket, rw, mix, (int) bs, iodepth, queues, runtime, ramp, size, indirect,
-                cl.hasOption("event-idx"), cl.hasOption("poll"), cl.hasOption("verify"), cl.hasOption("json"), queueSize, segments);
+                cl.hasOption("event-idx"), cl.hasOption("poll"), cl.hasOption("verify"), cl.hasOption("json"), queueSize, segments, cl.hasOption("marks"));
     }
 
     private static long intOption(CommandLine cl, String name, long dflt, long min, long max) throws UsageException {
@@ -316,15 +321,21 @@ public final class BenchMain {
                 w.endNanos = end;
             }
             CpuUsage.Sample cpu0 = CpuUsage.process();
+            boolean ramping = !cfg.verify() && cfg.rampS() > 0;
+            if (!ramping) {
+                mark(cfg, err, MARK_START);
+            }
             for (Thread t : threads) {
                 t.start();
             }
-            if (!cfg.verify() && cfg.rampS() > 0) {
+            if (ramping) {
                 sleepUntil(measureFrom);
+                mark(cfg, err, MARK_START);
                 cpu0 = CpuUsage.process();
             }
             long measuredStart = System.nanoTime();
             joinAll(threads, workers);
+            mark(cfg, err, MARK_END);
             long wall = System.nanoTime() - Math.max(measuredStart, measureFrom);
             if (!cfg.verify()) {
                 // the measured window: ramp end to the end of the run (incl. draining in-flight requests)
@@ -355,6 +366,13 @@ public final class BenchMain {
         } catch (RuntimeException e) {
             err.println(NAME + ": " + e);
             return 1;
+        }
+    }
+
+    private static void mark(BenchConfig cfg, PrintStream err, String line) {
+        if (cfg.marks()) {
+            err.println(line);
+            err.flush();
         }
     }
 
