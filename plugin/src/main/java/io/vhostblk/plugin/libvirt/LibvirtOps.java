@@ -120,10 +120,11 @@ public final class LibvirtOps implements AutoCloseable {
             daemon.call(DaemonClient.request("stop-disk").put("domain", dd.name()).put("uuid", dd.uuid()).put("target", target));
             throw e;
         }
+        // live: virDomainSetMetadata (the daemon reads it to adopt the backend after a restart);
+        // persistent: redefine, which keeps the kept original elements as they are
         d.setMetadata(METADATA_ELEMENT, rewriter.metadataWithDisk(d.getXMLDesc(0), spec), XmlTemplates.PREFIX, XmlTemplates.NS, AFFECT_LIVE);
         if (persistent) {
-            d.setMetadata(METADATA_ELEMENT, rewriter.metadataWithDisk(d.getXMLDesc(XML_INACTIVE), spec), XmlTemplates.PREFIX,
-                    XmlTemplates.NS, AFFECT_CONFIG);
+            conn.domainDefineXML(rewriter.withDiskMetadata(d.getXMLDesc(XML_SECURE | XML_INACTIVE), spec));
         }
         return spec;
     }
@@ -163,9 +164,10 @@ public final class LibvirtOps implements AutoCloseable {
             d.setMetadata(METADATA_ELEMENT, m, XmlTemplates.PREFIX, XmlTemplates.NS, AFFECT_LIVE);
         }
         if (persistent) {
-            String mc = rewriter.metadataWithoutDisk(d.getXMLDesc(XML_INACTIVE), target);
-            if (mc != null) {
-                d.setMetadata(METADATA_ELEMENT, mc, XmlTemplates.PREFIX, XmlTemplates.NS, AFFECT_CONFIG);
+            String inactive = d.getXMLDesc(XML_SECURE | XML_INACTIVE);
+            String updated = rewriter.withoutDiskMetadata(inactive, target);
+            if (!updated.equals(inactive)) {
+                conn.domainDefineXML(updated);
             }
         }
     }

@@ -198,8 +198,61 @@ public final class DomainXmlRewriter {
         Element entry = XmlTemplates.instantiate(doc, XmlTemplates.METADATA_DISK, VhostblkMetadata.values(spec));
         dropNsDecl(entry);
         XmlSupport.insertIndented(meta, entry, null);
-        XmlSupport.reindent(meta, "");
-        return XmlSupport.serialize(meta);
+        return setMetadataForm(meta);
+    }
+
+    /**
+     * Our metadata element as {@code virDomainSetMetadata(VIR_DOMAIN_METADATA_ELEMENT, xml, "vhostblk", NS)}
+     * wants it: libvirt puts the namespace on the root element itself (and fails if the root
+     * already declares the prefix), so the root goes without namespace and each child declares it.
+     */
+    static String setMetadataForm(Element meta) {
+        Document out = XmlSupport.parse("<" + XmlTemplates.PREFIX + "/>");
+        Element root = out.getDocumentElement();
+        var attrs = meta.getAttributes();
+        for (int i = 0; i < attrs.getLength(); i++) {
+            Node a = attrs.item(i);
+            if (!"http://www.w3.org/2000/xmlns/".equals(a.getNamespaceURI())) {
+                root.setAttribute(a.getNodeName(), a.getNodeValue());
+            }
+        }
+        for (Element c : XmlSupport.elementChildren(meta)) {
+            Element copy = (Element) out.importNode(c, true);
+            copy.setAttributeNS("http://www.w3.org/2000/xmlns/", "xmlns:" + XmlTemplates.PREFIX, XmlTemplates.NS);
+            root.appendChild(copy);
+        }
+        XmlSupport.reindent(root, "");
+        return XmlSupport.serialize(root);
+    }
+
+    /** {@code domainXml} with a metadata entry for {@code spec} (for redefining the persistent definition after a hotplug). */
+    public String withDiskMetadata(String domainXml, DiskSpec spec) {
+        Document doc = XmlSupport.parse(domainXml);
+        Element domain = domainElement(doc);
+        Element meta = VhostblkMetadata.find(domain);
+        if (meta == null) {
+            meta = createMetadata(domain);
+        }
+        Element old = VhostblkMetadata.diskElement(meta, spec.target());
+        if (old != null) {
+            XmlSupport.removeIndented(old);
+        }
+        Element entry = XmlTemplates.instantiate(doc, XmlTemplates.METADATA_DISK, VhostblkMetadata.values(spec));
+        dropNsDecl(entry);
+        XmlSupport.insertIndented(meta, entry, null);
+        return XmlSupport.serialize(doc);
+    }
+
+    /** {@code domainXml} without the metadata entry of {@code target} (after a hot-unplug). */
+    public String withoutDiskMetadata(String domainXml, String target) {
+        Document doc = XmlSupport.parse(domainXml);
+        Element meta = VhostblkMetadata.find(domainElement(doc));
+        Element old = meta == null ? null : VhostblkMetadata.diskElement(meta, target);
+        if (old == null) {
+            return domainXml;
+        }
+        XmlSupport.removeIndented(old);
+        return XmlSupport.serialize(doc);
     }
 
     /** The vhostblk metadata element without the entry for {@code target}; null if nothing is left. */
@@ -213,8 +266,7 @@ public final class DomainXmlRewriter {
         if (old != null) {
             XmlSupport.removeIndented(old);
         }
-        XmlSupport.reindent(meta, "");
-        return XmlSupport.serialize(meta);
+        return setMetadataForm(meta);
     }
 
     /** Whether the domain's guest RAM can be shared with a vhost-user backend. */
@@ -578,7 +630,7 @@ public final class DomainXmlRewriter {
             XmlSupport.removeIndented(mb);
         } else if ("modified".equals(mode)) {
             List<Element> orig = XmlSupport.childrenNs(meta, XmlTemplates.NS, "original");
-            Element kept = orig.isEmpty() ? null : XmlSupport.child(orig.getFirst(), "memoryBacking");
+            Element kept = orig.isEmpty() ? null : keptElement(orig.getFirst(), "memoryBacking");
             if (kept == null) {
                 warnings.add("the original <memoryBacking> is missing from the vhostblk metadata; left as it is");
             } else if (mb != null) {
@@ -603,13 +655,41 @@ public final class DomainXmlRewriter {
         }
     }
 
+    /**
+     * A copy of the element kept under {@code <vhostblk:original>}, without namespace.
+     * virDomainSetMetadata moves every element of the subtree into our namespace, so a kept
+     * element may come back as {@code <vhostblk:disk>}: both forms are accepted.
+     */
+    private static Element keptElement(Element original, String localName) {
+        Element e = XmlSupport.child(original, localName);
+        if (e == null) {
+            List<Element> l = XmlSupport.childrenNs(original, XmlTemplates.NS, localName);
+            e = l.isEmpty() ? null : l.getFirst();
+        }
+        if (e == null) {
+            return null;
+        }
+        Element copy = (Element) e.cloneNode(true);
+        return stripNamespace(copy);
+    }
+
+    private static Element stripNamespace(Element e) {
+        Document doc = e.getOwnerDocument();
+        e.removeAttributeNS("http://www.w3.org/2000/xmlns/", XmlTemplates.PREFIX);
+        Element r = XmlTemplates.NS.equals(e.getNamespaceURI()) ? (Element) doc.renameNode(e, null, XmlSupport.localName(e)) : e;
+        for (Element c : XmlSupport.elementChildren(r)) {
+            stripNamespace(c);
+        }
+        return r;
+    }
+
     /** The element to put back for a metadata entry: its kept original, else a plain disk. */
     private static Element originalDisk(Document doc, Element entry) {
         List<Element> orig = XmlSupport.childrenNs(entry, XmlTemplates.NS, "original");
         if (!orig.isEmpty()) {
-            Element d = XmlSupport.child(orig.getFirst(), "disk");
+            Element d = keptElement(orig.getFirst(), "disk");
             if (d != null) {
-                return (Element) d.cloneNode(true);
+                return d;
             }
         }
         DiskSpec s = VhostblkMetadata.toSpec(entry);

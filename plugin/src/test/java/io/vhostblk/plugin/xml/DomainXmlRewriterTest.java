@@ -301,7 +301,10 @@ class DomainXmlRewriterTest {
         Element disk = XmlSupport.parse(diskXml).getDocumentElement();
         assertValidVhostuserDisk(disk);
         String meta = rewriter.metadataWithDisk(converted, extra);
-        Element m = XmlSupport.parse(meta).getDocumentElement();
+        // virDomainSetMetadata form: root without namespace (libvirt adds it), children in ours
+        assertFalse(meta.startsWith("<vhostblk:"), meta);
+        Element m = XmlSupport.parse(meta.replaceFirst("^<vhostblk ", "<vhostblk:vhostblk xmlns:vhostblk=\"" + XmlTemplates.NS + "\" ")
+                .replaceFirst("</vhostblk>\\s*$", "</vhostblk:vhostblk>")).getDocumentElement();
         assertEquals(List.of("vda", "vdb"), VhostblkMetadata.disks(m).stream().map(DiskSpec::target).toList());
         String without = rewriter.metadataWithoutDisk(converted, "vda");
         assertEquals(0, VhostblkMetadata.disks(XmlSupport.parse(without).getDocumentElement()).size());
@@ -312,6 +315,25 @@ class DomainXmlRewriterTest {
         assertEquals("file", plain.getAttribute("type"));
         assertEquals("/var/lib/libvirt/images/debian12.qcow2", XmlSupport.child(plain, "source").getAttribute("file"));
         assertEquals("qcow2", XmlSupport.child(plain, "driver").getAttribute("type"));
+    }
+
+    /** virDomainSetMetadata moves every element under our element into our namespace. */
+    @ParameterizedTest
+    @ValueSource(strings = {"cloudstack-serial.xml", "hugepages.xml"})
+    void revertAcceptsOriginalsMovedIntoOurNamespace(String file) {
+        String original = corpus(file);
+        String converted = rewriter.convert(original, ConvertOptions.defaults()).xml();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(?s)<vhostblk:original>(.*?)</vhostblk:original>").matcher(converted);
+        StringBuilder sb = new StringBuilder();
+        while (m.find()) {
+            String inner = m.group(1).replaceAll("<(/?)([A-Za-z])", "<$1vhostblk:$2");
+            m.appendReplacement(sb, java.util.regex.Matcher.quoteReplacement("<vhostblk:original>" + inner + "</vhostblk:original>"));
+        }
+        m.appendTail(sb);
+        String mangled = sb.toString();
+        assertTrue(mangled.contains("<vhostblk:driver"), "test setup");
+        RewriteResult r = rewriter.revert(mangled, Set.of());
+        assertEquals(XmlSupport.canonical(XmlSupport.parse(original)), XmlSupport.canonical(XmlSupport.parse(r.xml())));
     }
 
     @Test
