@@ -96,6 +96,7 @@ while read -r mod; do
         finish 3
     fi
 done < /lib/modules/vhostblk/modules.order
+log "virtio modules loaded"
 
 # wait_dev: waits up to wait_s seconds for $DEV; 0 if it is there
 wait_dev() {
