@@ -66,6 +66,10 @@ public final class ManagedBackend {
         return state;
     }
 
+    synchronized int rapidFailuresForTest() {
+        return rapidFailures;
+    }
+
     public synchronized long pid() {
         return handle == null ? -1 : handle.pid();
     }
