@@ -2,7 +2,6 @@ package io.vhostblk.plugin.hook;
 
 import io.vhostblk.plugin.config.PluginConfig;
 import io.vhostblk.plugin.daemon.DaemonClient;
-import io.vhostblk.plugin.daemon.Json;
 import io.vhostblk.plugin.xml.DomainDisks;
 import io.vhostblk.plugin.xml.RewriteException;
 
@@ -50,6 +49,18 @@ public final class HookMain {
             return 0;
         }
         DaemonClient client = new DaemonClient(cfg.daemonSocket());
+        // libvirt waits for us with the domain locked: never hang forever on a stuck daemon
+        long limit = cfg.backendStartTimeout().toSeconds() * 2 + 60;
+        Thread.ofPlatform().daemon(true).name("hook-watchdog").start(() -> {
+            try {
+                Thread.sleep(limit * 1000);
+            } catch (InterruptedException e) {
+                return;
+            }
+            err.println("vhostblk hook (" + op + "): no answer from the vhostblk daemon within " + limit + " s");
+            err.flush();
+            Runtime.getRuntime().halt(op.equals("prepare/begin") ? 1 : 0);
+        });
         try {
             switch (op) {
                 case "prepare/begin" -> client.call(DaemonClient.request("prepare").put("xml", xml));
@@ -75,11 +86,4 @@ public final class HookMain {
         }
     }
 
-    static String describe(Object o) {
-        try {
-            return Json.MAPPER.writeValueAsString(o);
-        } catch (IOException e) {
-            return String.valueOf(o);
-        }
-    }
 }
