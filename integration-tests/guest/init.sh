@@ -3,7 +3,11 @@
 #
 # Kernel command line:
 #   vhostblk.test=NAME            fio | dd | serial | discard | reboot | info
-#   vhostblk.args=k1:v1,k2:v2     optional per-test arguments (see each test below)
+#   vhostblk.args=k1:v1,k2:v2     optional per-test arguments (see each test below), and for
+#                                 every test: devs:vda+vdb (run the test on each disk in turn,
+#                                 default vda), wait_s:N (seconds to wait for each disk to appear,
+#                                 default 15; a hotplugged disk may come later), linger_s:N (stay
+#                                 up N seconds after the DONE line before powering off)
 #
 # Output on the serial console (machine readable, one per line):
 #   VHOSTBLK-RESULT key=value     any number of them
@@ -29,6 +33,11 @@ finish() {
     # $1 = rc. Prints the single DONE line and powers off.
     echo "VHOSTBLK-DONE rc=$1"
     sync
+    _linger=$(arg linger_s 0)
+    if [ "$_linger" -gt 0 ] 2>/dev/null; then
+        echo "VHOSTBLK-LINGER ${_linger}s"
+        sleep "$_linger"
+    fi
     sleep 1   # let the UART drain before the machine disappears
     poweroff -f
     sleep 10
@@ -74,7 +83,7 @@ to_bytes() {
 
 # Number of kernel log lines that report I/O errors on the disk under test.
 io_errors() {
-    dmesg | grep -i "$DEVNAME" | grep -ciE 'i/o error|io error|critical medium|blk_update_request|buffer i/o' || true
+    dmesg | grep -iE "$DEVPATTERN" | grep -ciE 'i/o error|io error|critical medium|blk_update_request|buffer i/o' || true
 }
 
 # ---- drivers ------------------------------------------------------------------------
@@ -87,13 +96,24 @@ while read -r mod; do
         finish 3
     fi
 done < /lib/modules/vhostblk/modules.order
+log "virtio modules loaded"
 
-n=0
-while [ ! -b "$DEV" ] && [ $n -lt 150 ]; do sleep 0.1; n=$((n + 1)); done
-if [ ! -b "$DEV" ]; then
+# wait_dev: waits up to wait_s seconds for $DEV; 0 if it is there
+wait_dev() {
+    _n=0
+    _max=$(( $(arg wait_s 15) * 10 ))
+    while [ ! -b "$DEV" ] && [ $_n -lt $_max ]; do sleep 0.1; _n=$((_n + 1)); done
+    [ -b "$DEV" ]
+}
+
+DEVS=$(arg devs vda | tr '+' ' ')
+DEVPATTERN=$(echo $DEVS | tr ' ' '|')
+DEVNAME=${DEVS%% *}
+DEV=/dev/$DEVNAME
+if ! wait_dev; then
     log "$DEV did not appear"
     dmesg | tail -n 30
-    result error no_vda
+    result error no_$DEVNAME
     finish 3
 fi
 
@@ -276,17 +296,36 @@ test_info() {
     RC=0
 }
 
-RC=2
-case "$TEST" in
-    fio) test_fio ;;
-    dd) test_dd ;;
-    serial) test_serial ;;
-    discard) test_discard ;;
-    reboot) test_reboot ;;
-    info) test_info ;;
-    "") log "no vhostblk.test= on the kernel command line"; result error no_test ;;
-    *) log "unknown test '$TEST'"; result error unknown_test ;;
-esac
+run_test() {
+    RC=2
+    case "$TEST" in
+        fio) test_fio ;;
+        dd) test_dd ;;
+        serial) test_serial ;;
+        discard) test_discard ;;
+        reboot) test_reboot ;;
+        info) test_info ;;
+        "") log "no vhostblk.test= on the kernel command line"; result error no_test ;;
+        *) log "unknown test '$TEST'"; result error unknown_test ;;
+    esac
+}
+
+ALLRC=0
+for DEVNAME in $DEVS; do
+    DEV=/dev/$DEVNAME
+    if ! wait_dev; then
+        log "$DEV did not appear"
+        result error no_$DEVNAME
+        RC=3
+    else
+        w=
+        run_test
+        [ -n "$w" ] && result sha256_written_$DEVNAME "$w"
+    fi
+    result rc_$DEVNAME "$RC"
+    [ "$ALLRC" -eq 0 ] && ALLRC=$RC
+done
+RC=$ALLRC
 
 ioe=$(io_errors)
 result io_errors "$ioe"
