@@ -61,6 +61,7 @@ class CrashTest {
             this.image = dir.resolve("crash" + n + ".qcow2");
             QemuTool.img(dir, "create", "-f", "qcow2", "-o", cfg, image.toString(), Long.toString(size));
             p = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "-XX:TieredStopAtLevel=1",
+                    "-Dlog4j.provider=org.apache.logging.log4j.simple.internal.SimpleProvider",
                     "-XX:+UseSerialGC", "-Xmx96m", "-cp", cp, CrashWorker.class.getName(), image.toString(), Long.toString(seed),
                     crashPoint > 0 ? Integer.toString(crashPoint) : "")
                     .redirectErrorStream(true).start();
