@@ -57,9 +57,9 @@ abstract class BackendConformanceTest {
 
     abstract CacheMode cache();
 
-    /** True to serve the disk through a {@link io.vhostblk.image.MappedImage} (the image engine). */
-    boolean mappedImage() {
-        return false;
+    /** The image behind the device under test. */
+    InProcessBackend.Kind imageKind() {
+        return InProcessBackend.Kind.RAW;
     }
 
     InProcessBackend start(int queues, int workers) throws IOException {
@@ -67,7 +67,7 @@ abstract class BackendConformanceTest {
     }
 
     InProcessBackend start(int queues, int workers, boolean readOnly, String serial) throws IOException {
-        backend = InProcessBackend.start(dir, DISK, engine(), cache(), queues, workers, readOnly, serial, 0, mappedImage());
+        backend = InProcessBackend.start(dir, DISK, engine(), cache(), queues, workers, readOnly, serial, 0, imageKind());
         return backend;
     }
 
@@ -85,13 +85,9 @@ abstract class BackendConformanceTest {
         return b;
     }
 
+    /** What the guest sees at [offset, offset+len), read from outside the backend. */
     private byte[] hostFile(long offset, int len) throws IOException {
-        byte[] b = new byte[len];
-        try (RandomAccessFile f = new RandomAccessFile(backend.image.toFile(), "r")) {
-            f.seek(backend.hostShift + offset);
-            f.readFully(b);
-        }
-        return b;
+        return backend.guestView(offset, len);
     }
 
     private long allocatedBlocks() {

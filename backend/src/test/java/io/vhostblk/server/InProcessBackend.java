@@ -4,9 +4,12 @@ import io.vhostblk.blk.BlkDevice;
 import io.vhostblk.image.BlockImage;
 import io.vhostblk.image.CacheMode;
 import io.vhostblk.image.RawImage;
+import io.vhostblk.image.qcow2.Options;
+import io.vhostblk.image.qcow2.Qcow2Image;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 
@@ -17,11 +20,13 @@ final class InProcessBackend implements AutoCloseable {
     final BackendServer server;
     /** File offset of guest offset 0 (0 for raw images). */
     final long hostShift;
+    final Kind kind;
     private final BlockImage raw;
     private final Thread thread;
     private volatile Throwable failure;
 
-    private InProcessBackend(Path image, Path socket, BackendServer server, BlockImage raw, long hostShift) {
+    private InProcessBackend(Path image, Path socket, BackendServer server, BlockImage raw, long hostShift, Kind kind) {
+        this.kind = kind;
         this.hostShift = hostShift;
         this.image = image;
         this.socket = socket;
@@ -39,23 +44,79 @@ final class InProcessBackend implements AutoCloseable {
     /** Starts a backend; {@code size} bytes of image, options as on the command line. */
     static InProcessBackend start(Path dir, long size, String engine, CacheMode cache, int queues, int workers,
                                   boolean readOnly, String serial, long pollUs) throws IOException {
-        return start(dir, size, engine, cache, queues, workers, readOnly, serial, pollUs, false);
+        return start(dir, size, engine, cache, queues, workers, readOnly, serial, pollUs, Kind.RAW);
     }
 
-    /** With {@code shifted}, the image is a {@link ShiftedImage} served through the image engine. */
+    /** The image behind the device. */
+    enum Kind {
+        RAW,
+        /** A {@link ShiftedImage}: a mapped image served through the image engine. */
+        SHIFTED,
+        /** A qcow2 overlay (created by qemu-img) over a sparse raw backing file. */
+        QCOW2
+    }
+
     static InProcessBackend start(Path dir, long size, String engine, CacheMode cache, int queues, int workers,
-                                  boolean readOnly, String serial, long pollUs, boolean shifted) throws IOException {
-        Path img = dir.resolve("disk.raw");
-        long shift = shifted ? ShiftedImage.HEADER : 0;
-        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
-            f.setLength(size + shift);
+                                  boolean readOnly, String serial, long pollUs, Kind kind) throws IOException {
+        Path img = dir.resolve(kind == Kind.QCOW2 ? "disk.qcow2" : "disk.raw");
+        long shift = kind == Kind.SHIFTED ? ShiftedImage.HEADER : 0;
+        if (kind == Kind.QCOW2) {
+            Path base = dir.resolve("base.raw");
+            try (RandomAccessFile f = new RandomAccessFile(base.toFile(), "rw")) {
+                f.setLength(size);
+            }
+            run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "backing_file=base.raw,backing_fmt=raw,cluster_size=65536",
+                    img.toString(), Long.toString(size));
+        } else {
+            try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+                f.setLength(size + shift);
+            }
         }
         Path sock = dir.resolve("vhost.sock");
         BackendConfig cfg = new BackendConfig(sock.toString(), -1, img.toString(), "raw", readOnly, queues, workers, 1024,
                 serial, engine, cache, pollUs, 4, false, null);
-        BlockImage raw = shifted ? new ShiftedImage(img.toString(), size, readOnly) : RawImage.open(img.toString(), readOnly, cache);
+        BlockImage raw = switch (kind) {
+            case SHIFTED -> new ShiftedImage(img.toString(), size, readOnly);
+            case QCOW2 -> Qcow2Image.open(img.toString(), readOnly, Options.defaults().withCache(cache));
+            case RAW -> RawImage.open(img.toString(), readOnly, cache);
+        };
         BackendServer server = new BackendServer(cfg, new BlkDevice(raw, queues, serial));
-        return new InProcessBackend(img, sock, server, raw, shift);
+        return new InProcessBackend(img, sock, server, raw, shift, kind);
+    }
+
+    /**
+     * What the guest sees at [offset, offset+len), read outside the backend: the file itself for
+     * raw images, QEMU's own qcow2 driver ({@code qemu-img convert -U}) for qcow2.
+     */
+    byte[] guestView(long offset, int len) throws IOException {
+        Path file = image;
+        long at = hostShift + offset;
+        if (kind == Kind.QCOW2) {
+            file = image.resolveSibling("view.raw");
+            Files.deleteIfExists(file);
+            run("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image.toString(), file.toString());
+            at = offset;
+        }
+        byte[] b = new byte[len];
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "r")) {
+            f.seek(at);
+            f.readFully(b);
+        }
+        return b;
+    }
+
+    static String run(String... cmd) throws IOException {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        try {
+            if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                throw new IOException(String.join(" ", cmd) + " failed: " + out);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException(e);
+        }
+        return out;
     }
 
     String socketPath() {

@@ -18,7 +18,7 @@ class MappedImageConformanceTest extends BackendConformanceTest {
     }
 
     @Override
-    boolean mappedImage() {
-        return true;
+    InProcessBackend.Kind imageKind() {
+        return InProcessBackend.Kind.SHIFTED;
     }
 }

@@ -184,4 +184,37 @@ class BackendDatapathIT {
         assertBackendAliveThenStopsWithZero();
         ws.deleteImage();
     }
+    @Test
+    void fioVerifiesOnAQcow2OverlayOfABackingFile() throws Exception {
+        assumeTrue(!QSD_MODE, "vhostblk-only: QSD's export here is raw");
+        // base.raw holds data the guest must see through the overlay until it overwrites it.
+        java.nio.file.Path base = ws.file("base.raw");
+        java.nio.file.Path overlay = ws.file("overlay.qcow2");
+        HostFiles.createSparse(base, DISK_BYTES);
+        run("qemu-io", "-f", "raw", "-c", "write -P 0xab 0 16M", base.toString());
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "backing_file=" + base + ",backing_fmt=raw", overlay.toString(),
+                Long.toString(DISK_BYTES));
+        Cfg c = new Cfg(2, 256, true, "io_uring", "none", 2, 2);
+        backend = new VhostblkBackend(ws.socket(), overlay, c.queues(),
+                List.of("--format", "qcow2", "--workers", "2", "--cache", "none"), ws.file("backend.log"));
+        backend.start();
+        // fio works in [32 MiB, 96 MiB): the first 16 MiB keep the backing file's bytes.
+        GuestResult r = ok(guest(c, "fio").arg("offset", "32M").arg("size", "64M").run());
+        assertEquals("OK", r.get("verify"), r.describe());
+        assertEquals(0, r.getLong("io_errors"), r.describe());
+        assertBackendAliveThenStopsWithZero();
+        String check = run("qemu-img", "check", overlay.toString());
+        assertTrue(check.contains("No errors were found"), check);
+        String io = run("qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0xab 0 16M", overlay.toString());
+        assertTrue(!io.contains("Pattern verification failed"), "backing data no longer visible through the overlay: " + io);
+        assertTrue(HostFiles.allocatedBytes(base) >= (16L << 20), "the backing file was not written to");
+    }
+
+    private static String run(String... cmd) throws Exception {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS), String.join(" ", cmd) + " hung");
+        assertEquals(0, p.exitValue(), String.join(" ", cmd) + ": " + out);
+        return out;
+    }
 }
