@@ -172,6 +172,8 @@ abstract class BackendConformanceTest {
             byte[] data = random(1, len);
             mem.write(a, data);
             assertEquals(BlkRequest.S_OK, d.write(100, a, len, 5));
+            // Outside readers see writes once the guest flushed (qcow2 caches metadata until then).
+            assertEquals(BlkRequest.S_OK, d.flush());
             assertArrayEquals(data, hostFile(100 * 512L, len), "host file holds what was written");
             mem.fill(b, len, (byte) 0x5A);
             int[] segs = {100, 1000, 3000, 4096, 12_345, 20_000};
@@ -291,6 +293,7 @@ abstract class BackendConformanceTest {
             assertEquals(BlkRequest.S_OK, d.flush());
             assertEquals(BlkRequest.S_OK, d.writeZeroes(mib * 4 + 8, 16, false));
             assertEquals(BlkRequest.S_OK, d.writeZeroes(mib * 5, 2048, true));
+            assertEquals(BlkRequest.S_OK, d.flush());
             byte[] h = hostFile(4L << 20, 2 << 20);
             for (int i = 0; i < h.length; i++) {
                 boolean zero = (i >= 8 * 512 && i < 24 * 512) || i >= (1 << 20);
@@ -298,6 +301,8 @@ abstract class BackendConformanceTest {
             }
             long before = allocatedBlocks();
             assertEquals(BlkRequest.S_OK, d.discard(mib * 6, 4096, 0));
+            // qcow2 frees clusters only once the mapping change is durable: at the next FLUSH.
+            assertEquals(BlkRequest.S_OK, d.flush());
             assertTrue(allocatedBlocks() <= before - (2 << 20) / 512, "discard punched 2 MiB: " + before + " -> " + allocatedBlocks());
             assertEquals(BlkRequest.S_OK, d.read(mib * 6, buf, 1 << 20));
             assertArrayEquals(new byte[1 << 20], mem.read(buf, 1 << 20));
