@@ -18,7 +18,9 @@ public record BackendConfig(
         long pollUs,
         int ioThreads,
         boolean mlock,
-        String controlSocket) {
+        String controlSocket,
+        long l2CacheBytes,
+        long refcountCacheBytes) {
 
     public BackendConfig {
         if ((socketPath == null) == (fd < 0)) {
@@ -47,6 +49,9 @@ public record BackendConfig(
         }
         if (ioThreads < 1 || ioThreads > 256) {
             throw new IllegalArgumentException("--io-threads must be 1..256, not " + ioThreads);
+        }
+        if (l2CacheBytes < 64 * 1024 || l2CacheBytes > (1L << 32) || refcountCacheBytes < 64 * 1024 || refcountCacheBytes > (1L << 32)) {
+            throw new IllegalArgumentException("--l2-cache-size and --refcount-cache-size must be 64k..4G");
         }
         if (serial != null && serial.length() > 20) {
             throw new IllegalArgumentException("--serial is longer than 20 bytes");

@@ -50,6 +50,8 @@ public final class BackendMain {
         o.addOption(Option.builder().longOpt("poll-us").hasArg().argName("N").desc("busy-poll N microseconds before sleeping (default 0)").build());
         o.addOption(Option.builder().longOpt("io-threads").hasArg().argName("N").desc("I/O threads per worker for --engine threads (default 4)").build());
         o.addOption(Option.builder().longOpt("mlock").desc("lock all memory (mlockall) so reclaim never waits on us").build());
+        o.addOption(Option.builder().longOpt("l2-cache-size").hasArg().argName("BYTES").desc("qcow2 L2 table cache (k/m/g suffixes; default 4m)").build());
+        o.addOption(Option.builder().longOpt("refcount-cache-size").hasArg().argName("BYTES").desc("qcow2 refcount block cache (default 1m)").build());
         o.addOption(Option.builder().longOpt("control-socket").hasArg().argName("PATH").desc("answer 'status' with a JSON line on this UNIX socket").build());
         o.addOption(Option.builder().longOpt("help").desc("show this help").build());
         return o;
@@ -79,7 +81,28 @@ public final class BackendMain {
                 intOpt(cl, "poll-us", 0),
                 intOpt(cl, "io-threads", 4),
                 cl.hasOption("mlock"),
-                cl.getOptionValue("control-socket"));
+                cl.getOptionValue("control-socket"),
+                sizeOpt(cl, "l2-cache-size", 4L << 20),
+                sizeOpt(cl, "refcount-cache-size", 1L << 20));
+    }
+
+    private static long sizeOpt(CommandLine cl, String name, long dflt) throws ParseException {
+        String v = cl.getOptionValue(name);
+        if (v == null) {
+            return dflt;
+        }
+        String t = v.trim().toLowerCase(java.util.Locale.ROOT);
+        long mult = switch (t.isEmpty() ? ' ' : t.charAt(t.length() - 1)) {
+            case 'k' -> 1L << 10;
+            case 'm' -> 1L << 20;
+            case 'g' -> 1L << 30;
+            default -> 1;
+        };
+        try {
+            return Math.multiplyExact(Long.parseLong(mult == 1 ? t : t.substring(0, t.length() - 1)), mult);
+        } catch (NumberFormatException | ArithmeticException e) {
+            throw new ParseException("--" + name + " needs a size such as 4m, not '" + v + "'");
+        }
     }
 
     private static int intOpt(CommandLine cl, String name, int dflt) throws ParseException {
@@ -126,7 +149,8 @@ public final class BackendMain {
                 throw new IllegalArgumentException("io_uring is not available on this host (kernel.io_uring_disabled or seccomp); use --engine threads");
             }
             image = "qcow2".equals(config.format())
-                    ? Qcow2Image.open(config.blkFile(), config.readOnly(), io.vhostblk.image.qcow2.Options.defaults().withCache(config.cache()))
+                    ? Qcow2Image.open(config.blkFile(), config.readOnly(), io.vhostblk.image.qcow2.Options.defaults().withCache(config.cache())
+                            .withCacheSizes(config.l2CacheBytes(), config.refcountCacheBytes()))
                     : RawImage.open(config.blkFile(), config.readOnly(), config.cache());
         } catch (ErrnoException | IllegalArgumentException | Qcow2Exception e) {
             System.err.println(NAME + ": " + e.getMessage());

@@ -66,6 +66,8 @@ class BackendMainTest {
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--format", "vmdk"), 2, "vmdk");
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--serial", "x".repeat(21)), 2, "20 bytes");
         assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "stray"), 2, "stray");
+        assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--l2-cache-size", "lots"), 2, "size such as");
+        assertOneErrorLine(run("--socket-path", sock, "--blk-file", img.toString(), "--l2-cache-size", "1k"), 2, "64k..4G");
     }
 
     @Test

@@ -39,7 +39,7 @@ class FdModeTest {
         Libc.unlinkIfExists(path);
 
         BackendConfig cfg = new BackendConfig(null, accepted.fd(), img.toString(), "raw", false, 1, 1, 1024, null,
-                "io_uring", CacheMode.WRITEBACK, 0, 4, false, null);
+                "io_uring", CacheMode.WRITEBACK, 0, 4, false, null, 4L << 20, 1L << 20);
         RawImage raw = RawImage.open(img.toString(), false, CacheMode.WRITEBACK);
         BackendServer server = new BackendServer(cfg, new BlkDevice(raw, 1, null));
         Thread t = Thread.ofPlatform().start(server::run);

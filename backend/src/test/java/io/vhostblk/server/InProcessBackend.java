@@ -74,7 +74,7 @@ final class InProcessBackend implements AutoCloseable {
         }
         Path sock = dir.resolve("vhost.sock");
         BackendConfig cfg = new BackendConfig(sock.toString(), -1, img.toString(), "raw", readOnly, queues, workers, 1024,
-                serial, engine, cache, pollUs, 4, false, null);
+                serial, engine, cache, pollUs, 4, false, null, 4L << 20, 1L << 20);
         BlockImage raw = switch (kind) {
             case SHIFTED -> new ShiftedImage(img.toString(), size, readOnly);
             case QCOW2 -> Qcow2Image.open(img.toString(), readOnly, Options.defaults().withCache(cache));
