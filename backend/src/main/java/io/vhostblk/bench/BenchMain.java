@@ -68,6 +68,12 @@ public final class BenchMain {
         o.addOption(Option.builder().longOpt("queues").hasArg().argName("N").desc("virtqueues, one thread each (default 1)").build());
         o.addOption(Option.builder().longOpt("runtime").hasArg().argName("S").desc("seconds to run (default 10)").build());
         o.addOption(Option.builder().longOpt("ramp").hasArg().argName("S").desc("seconds of warm-up before measuring (default 0)").build());
+        o.addOption(Option.builder().longOpt("max-ios").hasArg().argName("N")
+                .desc("stop submitting after N requests in all, ramp included (split over the queues): the run ends then or after "
+                        + "--ramp + --runtime, whichever comes first; bounds what a run writes (default: no limit)").build());
+        o.addOption(Option.builder().longOpt("ramp-ios").hasArg().argName("N")
+                .desc("end the ramp after N requests (split over the queues) if that comes before --ramp seconds; "
+                        + "the measured window then lasts --runtime from there (default: time only)").build());
         o.addOption(Option.builder().longOpt("size").hasArg().argName("BYTES")
                 .desc("bytes of the device to use from offset 0; k/m/g suffixes (default: whole device)").build());
         o.addOption(Option.builder().longOpt("queue-size").hasArg().argName("N")
@@ -159,8 +165,14 @@ public final class BenchMain {
                     + " ring descriptors, more than a ring of " + Math.min(queueSize, MAX_QUEUE_SIZE) + " has"
                     + (indirect ? "" : " (try --indirect)"));
         }
+        long maxIos = intOption(cl, "max-ios", 0, queues, Long.MAX_VALUE);
+        long rampIos = intOption(cl, "ramp-ios", 0, queues, Long.MAX_VALUE);
+        if (maxIos > 0 && rampIos >= maxIos) {
+            throw new UsageException("--ramp-ios " + rampIos + " leaves nothing to measure of --max-ios " + maxIos);
+        }
         return new BenchConfig(socket, rw, mix, (int) bs, iodepth, queues, runtime, ramp, size, indirect,
-                cl.hasOption("event-idx"), cl.hasOption("poll"), cl.hasOption("verify"), cl.hasOption("json"), queueSize, segments, cl.hasOption("marks"));
+                cl.hasOption("event-idx"), cl.hasOption("poll"), cl.hasOption("verify"), cl.hasOption("json"), queueSize, segments,
+                cl.hasOption("marks"), maxIos, rampIos);
     }
 
     private static long intOption(CommandLine cl, String name, long dflt, long min, long max) throws UsageException {
@@ -315,10 +327,15 @@ public final class BenchMain {
             long start = System.nanoTime();
             long measureFrom = cfg.verify() ? start : start + (long) (cfg.rampS() * 1e9);
             long end = cfg.verify() ? Long.MAX_VALUE : measureFrom + (long) (cfg.runtimeS() * 1e9);
-            for (Worker w : workers) {
+            java.util.concurrent.CountDownLatch rampDone = new java.util.concurrent.CountDownLatch(1);
+            for (int q = 0; q < workers.size(); q++) {
+                Worker w = workers.get(q);
                 w.startNanos = start;
                 w.measureFromNanos = measureFrom;
                 w.endNanos = end;
+                w.maxSubmits = cfg.verify() ? Long.MAX_VALUE : cfg.share(cfg.maxIos(), q);
+                w.rampSubmits = cfg.verify() ? Long.MAX_VALUE : cfg.share(cfg.rampIos(), q);
+                w.rampDone = rampDone;
             }
             CpuUsage.Sample cpu0 = CpuUsage.process();
             boolean ramping = !cfg.verify() && cfg.rampS() > 0;
@@ -329,7 +346,8 @@ public final class BenchMain {
                 t.start();
             }
             if (ramping) {
-                sleepUntil(measureFrom);
+                // until --ramp seconds have passed, or a queue has submitted its --ramp-ios share
+                awaitRampEnd(rampDone, measureFrom);
                 mark(cfg, err, MARK_START);
                 cpu0 = CpuUsage.process();
             }
@@ -339,7 +357,11 @@ public final class BenchMain {
             long wall = System.nanoTime() - Math.max(measuredStart, measureFrom);
             if (!cfg.verify()) {
                 // the measured window: ramp end to the end of the run (incl. draining in-flight requests)
-                wall = System.nanoTime() - measureFrom;
+                long from = measureFrom;
+                for (Worker w : workers) {
+                    from = Math.min(from, w.measureStartNanos);
+                }
+                wall = System.nanoTime() - from;
             }
             CpuUsage.Sample cpu = CpuUsage.process().minus(cpu0);
 
@@ -376,15 +398,15 @@ public final class BenchMain {
         }
     }
 
-    private static void sleepUntil(long nanos) {
-        long left;
-        while ((left = nanos - System.nanoTime()) > 0) {
-            try {
-                Thread.sleep(left / 1_000_000, (int) (left % 1_000_000));
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return;
-            }
+    private static void awaitRampEnd(java.util.concurrent.CountDownLatch rampDone, long nanos) {
+        long left = nanos - System.nanoTime();
+        if (left <= 0) {
+            return;
+        }
+        try {
+            rampDone.await(left, java.util.concurrent.TimeUnit.NANOSECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -414,6 +436,8 @@ public final class BenchMain {
     static final class Result {
         BenchConfig cfg;
         long ios;
+        /** Requests submitted in all, the ramp's included. */
+        long submitted;
         long reads;
         long writes;
         long errors;
@@ -444,6 +468,7 @@ public final class BenchMain {
             long workerCpu = 0;
             for (Worker w : workers) {
                 r.ios += w.ios;
+                r.submitted += w.submitted;
                 r.reads += w.readIos;
                 r.writes += w.writeIos;
                 r.errors += w.errors;
@@ -499,6 +524,13 @@ public final class BenchMain {
             num(b, "size", size).append(',');
             dbl(b, "seconds", seconds, 3).append(',');
             num(b, "ios", ios).append(',');
+            num(b, "submitted", submitted).append(',');
+            if (cfg.maxIos() > 0) {
+                num(b, "max_ios", cfg.maxIos()).append(',');
+            }
+            if (cfg.rampIos() > 0) {
+                num(b, "ramp_ios", cfg.rampIos()).append(',');
+            }
             num(b, "reads", reads).append(',');
             num(b, "writes", writes).append(',');
             dbl(b, "iops", iops, 1).append(',');

@@ -43,10 +43,11 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * {@code bench/compare}: on one machine, in one run, measures host fio, qemu-storage-daemon and
- * vhostblk (both engines) on the same files — a disk file with O_DIRECT and a RAM-disk file —
- * with the same frontend driver ({@code vhostblk-bench} as a subprocess), alternating systems
- * run by run, several repetitions, medians; then prints a table, checks the targets of issue 3
- * and writes compare.json / compare.md / compare.svg.
+ * vhostblk (both engines) on the same files — a disk file with O_DIRECT, a RAM-disk file, and
+ * qcow2 images on the RAM disk (every cluster allocated; new and empty for every run) — with the
+ * same frontend driver ({@code vhostblk-bench} as a subprocess), alternating systems run by run,
+ * several repetitions, medians; then prints a table, checks the targets of issues 3 and 4 and
+ * writes compare.json / compare.md / compare.svg.
  *
  * <p>Backend CPU is utime+stime of the backend process from /proc/PID/stat over the
  * measured window (vhostblk-bench --marks tells when it opens and closes). Host fio's CPU is taken
@@ -64,7 +65,7 @@ public final class CompareMain {
 
     /** Parsed options. */
     record Config(boolean quick, double runtimeS, double rampS, int reps, long size, Path dir, Path out, Set<Kind> only,
-                  String qsd, String fio, Path root, boolean dryRun) {
+                  String qsd, String fio, Path root, boolean dryRun, List<String> rows, String qemuImg) {
     }
 
     static final class UsageException extends Exception {
@@ -78,7 +79,15 @@ public final class CompareMain {
     private final PrintStream err;
     private final CompareProcs procs = new CompareProcs();
     private final Map<BackendKey, Backend> backends = new LinkedHashMap<>();
+    /** Raw media: the test file. */
     private final Map<Media, Path> files = new LinkedHashMap<>();
+    /** Per medium: the scratch directory holding its files (deleted after the medium's last row). */
+    private final Map<Media, Path> dirs = new LinkedHashMap<>();
+    /** qcow2 with allocated clusters: one copy of the image per backend (two writers must not share a qcow2). */
+    private final Map<BackendKey, Path> images = new LinkedHashMap<>();
+    private ComparePlan plan;
+    /** Requests the last vhostblk-bench run submitted, ramp included. */
+    private long lastSubmitted;
     private final List<Startup> startups = new ArrayList<>();
     private final List<String> failures = new ArrayList<>();
     private final Map<String, String> tools = new LinkedHashMap<>();
@@ -108,8 +117,12 @@ public final class CompareMain {
                 .desc("directory on the local disk for the disk file (default /var/tmp); the RAM-disk file goes to /dev/shm").build());
         o.addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("write compare.json, compare.md and compare.svg here").build());
         o.addOption(Option.builder().longOpt("only").hasArg().argName("LIST").desc("comma-separated subset of host,qsd,vhostblk (default all)").build());
+        o.addOption(Option.builder().longOpt("rows").hasArg().argName("GLOBS")
+                .desc("comma-separated globs over row ids, e.g. 'ram-*-qd128-q1,qcow2*' (the qcow2 rows and their raw references); "
+                        + "see --dry-run for the ids (default all rows of the mode)").build());
         o.addOption(Option.builder().longOpt("qsd").hasArg().argName("PATH").desc("qemu-storage-daemon binary (default: on PATH)").build());
         o.addOption(Option.builder().longOpt("fio").hasArg().argName("PATH").desc("fio binary (default: on PATH)").build());
+        o.addOption(Option.builder().longOpt("qemu-img").hasArg().argName("PATH").desc("qemu-img binary, makes the qcow2 images (default: on PATH)").build());
         o.addOption(Option.builder().longOpt("dry-run").desc("print the plan and the time estimate, run nothing").build());
         o.addOption(Option.builder("h").longOpt("help").desc("show this help").build());
         return o;
@@ -170,10 +183,27 @@ public final class CompareMain {
         if (only.isEmpty()) {
             throw new UsageException("--only selects no system");
         }
+        List<String> rows = new ArrayList<>();
+        if (cl.hasOption("rows")) {
+            List<String> ids = ComparePlan.allRowIds();
+            for (String g : cl.getOptionValue("rows").split(",")) {
+                if (g.isBlank()) {
+                    continue;
+                }
+                if (ids.stream().noneMatch(id -> ComparePlan.glob(g).matcher(id).matches())) {
+                    throw new UsageException("--rows '" + g.trim() + "' matches no row (rows: " + String.join(" ", ids) + ")");
+                }
+                rows.add(g.trim());
+            }
+            if (rows.isEmpty()) {
+                throw new UsageException("--rows selects no row");
+            }
+        }
         Path dir = Path.of(cl.getOptionValue("dir", "/var/tmp")).toAbsolutePath();
         Path outDir = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")).toAbsolutePath() : null;
         return new Config(quick, runtime, ramp, reps, size, dir, outDir, only, cl.getOptionValue("qsd", "qemu-storage-daemon"),
-                cl.getOptionValue("fio", "fio"), findRoot(), cl.hasOption("dry-run"));
+                cl.getOptionValue("fio", "fio"), findRoot(), cl.hasOption("dry-run"), List.copyOf(rows),
+                cl.getOptionValue("qemu-img", "qemu-img"));
     }
 
     private static double seconds(CommandLine cl, String name, double dflt, double min) throws UsageException {
@@ -209,17 +239,23 @@ public final class CompareMain {
     // ------------------------------------------------------------------ the run
 
     private int runAll() {
-        ComparePlan plan = ComparePlan.build(cfg.quick(), cfg.only());
+        ComparePlan plan = ComparePlan.build(cfg.quick(), cfg.only(), cfg.rows());
+        this.plan = plan;
+        if (plan.cells.isEmpty()) {
+            err.println(NAME + ": --rows, --only and --quick leave no row to run (see --dry-run)");
+            return 2;
+        }
         if (cfg.dryRun()) {
             for (Cell c : plan.cells) {
-                out.printf(Locale.ROOT, "%-26s %s%n", c.workload().label(), String.join(" ", c.systems().stream().map(SystemSpec::label).toList()));
+                out.printf(Locale.ROOT, "%-30s %-30s %s%n", c.workload().label(), c.workload().id(),
+                        String.join(" ", c.systems().stream().map(SystemSpec::label).toList()));
             }
-            out.printf(Locale.ROOT, "%d runs of %s s (+%s s ramp) in %d repetition(s), %d backend process(es); estimated %s%n",
-                    plan.runs(cfg.reps()), num(cfg.runtimeS()), num(cfg.rampS()), cfg.reps(), plan.backends().size(),
+            out.printf(Locale.ROOT, "%d runs of %s s (+%s s ramp) in %d repetition(s), %d backend start(s); estimated %s%n",
+                    plan.runs(cfg.reps()), num(cfg.runtimeS()), num(cfg.rampS()), cfg.reps(), plan.backendStarts(cfg.reps()),
                     duration(estimateSeconds(plan)));
             return 0;
         }
-        if (!checkTools()) {
+        if (!checkTools(plan)) {
             return 2;
         }
         Thread hook = new Thread(() -> {
@@ -235,22 +271,21 @@ public final class CompareMain {
             work = Files.createTempDirectory("vhostblk-compare-");
             procs.scratch(work);
             runsTotal = plan.runs(cfg.reps());
-            err.printf(Locale.ROOT, "%s: %d workloads, %d runs of %.1f s (+%.1f s ramp), %d repetition(s), %d backend process(es); "
+            err.printf(Locale.ROOT, "%s: %d workloads, %d runs of %.1f s (+%.1f s ramp), %d repetition(s), %d backend start(s); "
                             + "estimated %s%n", NAME, plan.cells.size(), runsTotal, cfg.runtimeS(), cfg.rampS(), cfg.reps(),
-                    plan.backends().size(), duration(estimateSeconds(plan)));
+                    plan.backendStarts(cfg.reps()), duration(estimateSeconds(plan)));
             for (int c = 0; c < plan.cells.size() && !procs.closing(); c++) {
                 Cell cell = plan.cells.get(c);
                 Map<SystemSpec, List<RunResult>> runs = new LinkedHashMap<>();
                 for (SystemSpec s : cell.systems()) {
                     runs.put(s, new ArrayList<>());
                 }
-                Path file = file(cell.workload().media());
                 for (int rep = 0; rep < cfg.reps() && !procs.closing(); rep++) {
                     for (SystemSpec s : ComparePlan.order(cell, rep)) {
                         if (procs.closing()) {
                             break;
                         }
-                        RunResult r = runOne(cell.workload(), s, file, rep);
+                        RunResult r = runOne(cell.workload(), s, rep);
                         runs.get(s).add(r);
                     }
                 }
@@ -263,8 +298,10 @@ public final class CompareMain {
                     }
                 }
                 Media m = cell.workload().media();
-                if (plan.lastUse(m) <= c) {
-                    procs.delete(files.remove(m).getParent());
+                if (plan.lastUse(m) <= c && dirs.containsKey(m)) {
+                    procs.delete(dirs.remove(m));
+                    files.remove(m);
+                    images.keySet().removeIf(k -> k.media() == m);
                 }
             }
         } catch (IOException | RuntimeException e) {
@@ -303,8 +340,11 @@ public final class CompareMain {
         return failures.isEmpty() ? 0 : 1;
     }
 
-    private boolean checkTools() {
+    private boolean checkTools(ComparePlan plan) {
         List<String> missing = new ArrayList<>();
+        if (plan.media().stream().anyMatch(m -> m.qcow2)) {
+            version("qemu-img", List.of(cfg.qemuImg(), "--version"), missing);
+        }
         if (cfg.only().contains(Kind.HOST)) {
             version("fio", List.of(cfg.fio(), "--version"), missing);
         }
@@ -319,7 +359,7 @@ public final class CompareMain {
             missing.add(cfg.root().resolve("bin/vhostblk-backend").toString());
         }
         if (!missing.isEmpty()) {
-            err.println(NAME + ": missing " + String.join(", ", missing) + " (or use --only)");
+            err.println(NAME + ": missing " + String.join(", ", missing) + " (or use --only, or --rows to leave the qcow2 rows out)");
             return false;
         }
         if (!Files.isDirectory(cfg.dir())) {
@@ -346,18 +386,25 @@ public final class CompareMain {
         }
     }
 
-    /** Seconds the plan should take: runs, per-run process start, backend starts, writing the files. */
+    /**
+     * Seconds the plan should take: runs, per-run process start, backend starts, writing the files
+     * (a qcow2 image with allocated clusters: the data file, then one conversion per backend), and
+     * per run on a new qcow2 image: creating and checking it.
+     */
     double estimateSeconds(ComparePlan plan) {
         double perRun = cfg.runtimeS() + cfg.rampS();
         double total = 0;
         for (Cell c : plan.cells) {
             for (SystemSpec s : c.systems()) {
                 // start of the bench JVM (or fio) and teardown, measured on a 2-core machine
-                total += cfg.reps() * (perRun + (s.kind() == Kind.HOST ? 0.2 : 0.6));
+                total += cfg.reps() * (perRun + (s.kind() == Kind.HOST ? 0.2 : 0.6) + (c.workload().media().fresh ? 0.3 : 0));
             }
         }
-        total += plan.backends().size() * (1.0 + IDLE_SETTLE_MS / 1000.0);
-        total += plan.media().size() * cfg.size() / 400e6;
+        total += plan.backendStarts(cfg.reps()) * (1.0 + IDLE_SETTLE_MS / 1000.0);
+        for (Media m : plan.media()) {
+            long copies = m == Media.QCOW2 ? plan.backends().stream().filter(k -> k.media() == m).count() : 0;
+            total += m.fresh ? 0 : (1 + copies) * cfg.size() / 400e6;
+        }
         return total;
     }
 
@@ -368,14 +415,14 @@ public final class CompareMain {
 
     // ------------------------------------------------------------------ files
 
-    /** The test file of a medium, created and filled with data on first use. */
-    private Path file(Media m) throws IOException {
-        Path f = files.get(m);
-        if (f != null) {
-            return f;
+    /** The scratch directory of a medium, created on first use: under --dir for the disk, in /dev/shm otherwise. */
+    private Path dir(Media m) throws IOException {
+        Path d = dirs.get(m);
+        if (d != null) {
+            return d;
         }
-        Path base = m == Media.RAM ? Path.of("/dev/shm") : cfg.dir();
-        Path d = base.resolve("vhostblk-compare-" + ProcessHandle.current().pid());
+        Path base = m == Media.DISK ? cfg.dir() : Path.of("/dev/shm");
+        d = base.resolve("vhostblk-compare-" + ProcessHandle.current().pid() + (m.qcow2 ? "-" + m.id : ""));
         Files.createDirectories(d);
         procs.scratch(d);
         if (m == Media.DISK) {
@@ -384,12 +431,156 @@ public final class CompareMain {
                 err.println(NAME + ": warning: --dir " + cfg.dir() + " is " + type + ", not a local disk");
             }
         }
-        f = d.resolve(m.id + ".raw");
+        dirs.put(m, d);
+        return d;
+    }
+
+    /** The test file of a raw medium, created and filled with data on first use. */
+    private Path file(Media m) throws IOException {
+        Path f = files.get(m);
+        if (f != null) {
+            return f;
+        }
+        f = dir(m).resolve(m.id + ".raw");
         long t0 = System.nanoTime();
         fill(f, cfg.size(), m == Media.DISK);
         err.printf(Locale.ROOT, "%s: wrote %d MiB to %s in %.1f s%n", NAME, cfg.size() >> 20, f, (System.nanoTime() - t0) / 1e9);
         files.put(m, f);
         return f;
+    }
+
+    /**
+     * The image system {@code s} runs on: the raw file of the medium; on qcow2 with allocated
+     * clusters its own copy of the image (made on first use for every backend of the plan); on a
+     * new qcow2 image the path its image is created at before every run.
+     */
+    private Path image(Media m, SystemSpec s) throws IOException {
+        if (!m.qcow2) {
+            return file(m);
+        }
+        if (m.fresh) {
+            return dir(m).resolve(s.label() + ".qcow2");
+        }
+        BackendKey key = new BackendKey(m, s);
+        if (!images.containsKey(key)) {
+            makeAllocatedImages(m);
+        }
+        Path p = images.get(key);
+        if (p == null) {
+            throw new IOException("no qcow2 image for " + s.label());
+        }
+        return p;
+    }
+
+    /**
+     * qcow2 images with every cluster allocated and holding data, one per backend of the plan on
+     * medium {@code m}: a raw file of --size bytes of data, converted by qemu-img (64 KiB clusters,
+     * no zero detection can apply: no block of the data is zero), then checked with qemu-img map:
+     * every byte must be data, none a hole or a zero cluster. The raw file is deleted again.
+     */
+    private void makeAllocatedImages(Media m) throws IOException {
+        Path d = dir(m);
+        Path raw = d.resolve("data.raw");
+        long t0 = System.nanoTime();
+        fill(raw, cfg.size(), false);
+        for (BackendKey k : plan.backends()) {
+            if (k.media() != m) {
+                continue;
+            }
+            Path img = d.resolve(k.spec().label() + ".qcow2");
+            qemuImg(List.of("convert", "-q", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=" + ComparePlan.QCOW2_CLUSTER,
+                    raw.toString(), img.toString()));
+            checkAllocated(img, cfg.size());
+            images.put(k, img);
+        }
+        Files.delete(raw);
+        err.printf(Locale.ROOT, "%s: made %d qcow2 image(s) of %d MiB with every cluster allocated in %s in %.1f s%n", NAME,
+                images.keySet().stream().filter(k -> k.media() == m).count(), cfg.size() >> 20, d, (System.nanoTime() - t0) / 1e9);
+    }
+
+    /** Fails unless qemu-img map shows {@code [0, size)} of {@code img} as data: no hole, no zero cluster. */
+    private void checkAllocated(Path img, long size) throws IOException {
+        Object map = MiniJson.parse(qemuImg(List.of("map", "--output=json", "-f", "qcow2", img.toString())).strip());
+        long covered = 0;
+        if (map instanceof List<?> extents) {
+            for (Object e : extents) {
+                if (!Boolean.TRUE.equals(MiniJson.at(e, "data")) || !Boolean.FALSE.equals(MiniJson.at(e, "zero"))) {
+                    throw new IOException(img + ": not every cluster is allocated with data: " + e);
+                }
+                covered += (long) MiniJson.num(e, "length");
+            }
+        }
+        if (covered != size) {
+            throw new IOException(img + ": qemu-img map covers " + covered + " bytes with data, not " + size);
+        }
+    }
+
+    /** An empty qcow2 image of {@link ComparePlan#QCOW2_NEW_SIZE} bytes at {@code img}, replacing the previous one. */
+    private void newImage(Path img) throws IOException {
+        Files.deleteIfExists(img);
+        qemuImg(List.of("create", "-q", "-f", "qcow2", "-o", "cluster_size=" + ComparePlan.QCOW2_CLUSTER, img.toString(),
+                String.valueOf(ComparePlan.QCOW2_NEW_SIZE)));
+    }
+
+    /**
+     * After a run on a new image (backend stopped): qemu-img check; returns the share of the
+     * run's writes that allocated a cluster, i.e. allocated clusters / writes submitted. A check
+     * that finds corruption or leaks is a failure of the run's backend.
+     */
+    private double allocShare(Path img, long submitted, String what) {
+        Process p = null;
+        try {
+            p = procs.start(new ProcessBuilder(cfg.qemuImg(), "check", "--output=json", "-f", "qcow2", img.toString()).redirectErrorStream(true));
+            String text = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!p.waitFor(60, TimeUnit.SECONDS)) {
+                failures.add(what + ": qemu-img check did not finish");
+                return Double.NaN;
+            }
+            int st = p.exitValue();
+            if (st != 0) {
+                failures.add(what + ": qemu-img check of the image after the run: exit " + st + " (" + firstLines(text.strip()) + ")");
+            }
+            int brace = text.indexOf('{');
+            if (brace < 0) {
+                return Double.NaN;
+            }
+            double allocated = MiniJson.num(MiniJson.parse(text.substring(brace).strip()), "allocated-clusters");
+            return submitted > 0 ? allocated / submitted : Double.NaN;
+        } catch (IOException | RuntimeException e) {
+            failures.add(what + ": qemu-img check: " + e.getMessage());
+            return Double.NaN;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return Double.NaN;
+        } finally {
+            if (p != null) {
+                procs.stop(p, 2_000);
+            }
+        }
+    }
+
+    /** Runs qemu-img, returns its stdout; fails with its output on a non-zero exit. */
+    private String qemuImg(List<String> args) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(cfg.qemuImg());
+        cmd.addAll(args);
+        Path errFile = work.resolve("qemu-img.err");
+        Process p = procs.start(new ProcessBuilder(cmd).redirectError(errFile.toFile()));
+        try {
+            String text = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!p.waitFor(600, TimeUnit.SECONDS)) {
+                throw new IOException(String.join(" ", cmd) + ": did not finish");
+            }
+            if (p.exitValue() != 0) {
+                throw new IOException(String.join(" ", cmd) + ": exit " + p.exitValue() + ": " + tail(errFile));
+            }
+            return text;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted");
+        } finally {
+            procs.stop(p, 2_000);
+        }
     }
 
     /** Writes {@code size} bytes of non-zero data (every block allocated: no holes that read for free). */
@@ -444,15 +635,19 @@ public final class CompareMain {
         Files.deleteIfExists(sock);
         List<String> cmd = new ArrayList<>();
         SystemSpec s = key.spec();
+        boolean qcow2 = key.media().qcow2;
         if (s.kind() == Kind.QSD) {
-            cmd.addAll(List.of(cfg.qsd(), "--blockdev",
-                    "driver=file,node-name=f0,filename=" + file + ",cache.direct=on,aio=" + qsdAio, "--export",
-                    "type=vhost-user-blk,id=e0,node-name=f0,addr.type=unix,addr.path=" + sock + ",writable=on,num-queues="
-                            + ComparePlan.BACKEND_QUEUES));
+            cmd.addAll(List.of(cfg.qsd(), "--blockdev", "driver=file,node-name=f0,filename=" + file + ",cache.direct=on,aio=" + qsdAio));
+            if (qcow2) {
+                cmd.addAll(List.of("--blockdev", "driver=qcow2,node-name=q0,file=f0"));
+            }
+            cmd.addAll(List.of("--export", "type=vhost-user-blk,id=e0,node-name=" + (qcow2 ? "q0" : "f0") + ",addr.type=unix,addr.path="
+                    + sock + ",writable=on,num-queues=" + ComparePlan.BACKEND_QUEUES));
         } else {
             cmd.addAll(List.of(cfg.root().resolve("bin/vhostblk-backend").toString(), "--socket-path", sock.toString(), "--blk-file",
-                    file.toString(), "--num-queues", String.valueOf(ComparePlan.BACKEND_QUEUES), "--workers", String.valueOf(s.workers()),
-                    "--engine", s.engine(), "--cache", "none", "--poll-us", String.valueOf(s.pollUs())));
+                    file.toString(), "--format", qcow2 ? "qcow2" : "raw", "--num-queues", String.valueOf(ComparePlan.BACKEND_QUEUES),
+                    "--workers", String.valueOf(s.workers()), "--engine", s.engine(), "--cache", "none", "--poll-us",
+                    String.valueOf(s.pollUs())));
         }
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
         childEnv(pb);
@@ -523,15 +718,23 @@ public final class CompareMain {
 
     // ------------------------------------------------------------------ runs
 
-    private RunResult runOne(Workload w, SystemSpec s, Path file, int rep) {
+    private RunResult runOne(Workload w, SystemSpec s, int rep) {
         runNo++;
         RunResult r;
+        Media m = w.media();
+        BackendKey key = new BackendKey(m, s);
+        Path img = null;
         try {
+            img = image(m, s);
             if (s.kind() == Kind.HOST) {
-                r = runFio(w, file);
+                r = runFio(w, img);
             } else {
-                BackendKey key = new BackendKey(w.media(), s);
-                Backend b = backend(key, file);
+                if (m.fresh) {
+                    // a new, empty image for every run: the backend holds the old one open, so it starts again too
+                    stopBackend(key);
+                    newImage(img);
+                }
+                Backend b = backend(key, img);
                 r = runFrontend(w, b);
                 if (!b.process().isAlive()) {
                     r = RunResult.failed("backend died during the run: " + tail(b.log()));
@@ -541,13 +744,25 @@ public final class CompareMain {
                     r = RunResult.failed(r.error() + saveLog(b, w, rep));
                     stopBackend(key);
                 }
+                if (m.fresh) {
+                    stopBackend(key);
+                    if (r.ok()) {
+                        r = r.withAllocShare(allocShare(img, lastSubmitted, w.label() + " rep " + (rep + 1) + " " + s.label()));
+                    }
+                    Files.deleteIfExists(img);
+                }
             }
         } catch (IOException | RuntimeException e) {
             r = RunResult.failed(e.getMessage() == null ? e.toString() : e.getMessage());
+            if (m.fresh) {
+                stopBackend(key);
+            }
         }
         if (r.ok()) {
-            err.printf(Locale.ROOT, "[%d/%d] %-26s rep %d  %-26s %9.0f IOPS  p50 %7.1f us  p99 %8.1f us  cpu %6.2f us/IO%n", runNo,
-                    runsTotal, w.label(), rep + 1, s.label(), r.iops(), r.p50Us(), r.p99Us(), r.cpuUsPerIo());
+            err.printf(Locale.ROOT, "[%d/%d] %-26s rep %d  %-26s %9.0f IOPS  p50 %7.1f us  p99 %8.1f us  cpu %6.2f us/IO%s%n", runNo,
+                    runsTotal, w.label(), rep + 1, s.label(), r.iops(), r.p50Us(), r.p99Us(), r.cpuUsPerIo(),
+                    Double.isFinite(r.allocShare()) ? String.format(Locale.ROOT, "  %.1f%% of %d writes allocated", 100 * r.allocShare(),
+                            lastSubmitted) : "");
         } else if (!procs.closing()) {
             String msg = w.label() + " rep " + (rep + 1) + " " + s.label() + ": " + r.error();
             failures.add(msg);
@@ -558,13 +773,20 @@ public final class CompareMain {
 
     /** vhostblk-bench against a backend; backend CPU sampled at the edges of the measured window. */
     private RunResult runFrontend(Workload w, Backend b) throws IOException {
+        boolean fresh = w.media().fresh;
         List<String> cmd = new ArrayList<>(List.of(cfg.root().resolve("bin/vhostblk-bench").toString(), "--socket", b.socket().toString(),
                 "--rw", w.rw(), "--bs", String.valueOf(ComparePlan.BS), "--iodepth", String.valueOf(w.iodepth()),
                 "--queues", String.valueOf(w.queues()), "--runtime", num(cfg.runtimeS()), "--ramp", num(cfg.rampS()),
-                "--size", String.valueOf(cfg.size()), "--event-idx", "--indirect", "--json", "--marks"));
+                "--size", String.valueOf(fresh ? ComparePlan.QCOW2_NEW_SIZE : cfg.size()), "--event-idx", "--indirect", "--json", "--marks"));
         if (w.poll()) {
             cmd.add("--poll");
         }
+        if (fresh) {
+            // the image grows by a cluster per allocating write: bound what one run writes
+            cmd.addAll(List.of("--max-ios", String.valueOf(ComparePlan.QCOW2_NEW_MAX_IOS), "--ramp-ios",
+                    String.valueOf(ComparePlan.QCOW2_NEW_RAMP_IOS)));
+        }
+        lastSubmitted = 0;
         Path outFile = work.resolve("bench.out");
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(outFile.toFile());
         childEnv(pb);
@@ -615,6 +837,7 @@ public final class CompareMain {
         }
         Object j = MiniJson.parse(line);
         long ios = (long) MiniJson.num(j, "ios");
+        lastSubmitted = (long) MiniJson.num(j, "submitted");
         long errors = (long) MiniJson.num(j, "errors");
         if (errors > 0) {
             return RunResult.failed(errors + " request(s) failed");
@@ -625,7 +848,7 @@ public final class CompareMain {
         double cpuUs = (ticks[1] - ticks[0]) * 1e6 / CompareProcs.CLK_TCK / ios;
         return new RunResult(MiniJson.num(j, "iops"), MiniJson.num(j, "lat_us", "p50"), MiniJson.num(j, "lat_us", "p99"),
                 MiniJson.num(j, "lat_us", "p99_9"), cpuUs, ios, errors, MiniJson.num(j, "seconds"), MiniJson.num(j, "cpu_pct"),
-                Double.NaN, null);
+                Double.NaN, Double.NaN, null);
     }
 
     /**
@@ -717,7 +940,7 @@ public final class CompareMain {
         if (!(iops > 0) || !Double.isFinite(cpuUs)) {
             return RunResult.failed("fio results incomplete (iops " + iops + ", cpu window " + (winEnd - winStart) / 1e6 + " ms)");
         }
-        return new RunResult(iops, pct50, pct99, pct999, cpuUs, ios, 0, runtimeS, Double.NaN, reported, null);
+        return new RunResult(iops, pct50, pct99, pct999, cpuUs, ios, 0, runtimeS, Double.NaN, reported, Double.NaN, null);
     }
 
     // ------------------------------------------------------------------ bits
@@ -733,6 +956,7 @@ public final class CompareMain {
         m.put("size_bytes", String.valueOf(cfg.size()));
         m.put("disk_dir", cfg.dir().toString());
         m.put("only", String.join(",", cfg.only().stream().map(k -> k.id).toList()));
+        m.put("rows", cfg.rows().isEmpty() ? "all" : String.join(",", cfg.rows()));
         m.put("kernel", read("/proc/sys/kernel/osrelease"));
         m.put("cpus", String.valueOf(Runtime.getRuntime().availableProcessors()));
         m.put("loadavg_before", loadBefore);
@@ -744,6 +968,12 @@ public final class CompareMain {
         m.put("iodepth", "per queue (frontend) and per job (fio numjobs = queues)");
         m.put("frontend", "vhostblk-bench --event-idx --indirect (like a Linux guest); --poll on poll rows");
         m.put("cpu", "backend: /proc/PID/stat utime+stime over the measured window / I/Os; host: same over all fio processes");
+        m.put("qcow2", "cluster " + ComparePlan.QCOW2_CLUSTER + " B; qcow2 rows: qemu-img convert of a raw file of data (every cluster "
+                + "allocated, checked with qemu-img map), one copy per backend; QSD driver=qcow2 over driver=file; vhostblk --format qcow2 "
+                + "(I/O threads whatever --engine)");
+        m.put("qcow2_new", "qemu-img create of " + ComparePlan.QCOW2_NEW_SIZE + " bytes before every run, backend started for it; "
+                + "vhostblk-bench --size " + ComparePlan.QCOW2_NEW_SIZE + " --max-ios " + ComparePlan.QCOW2_NEW_MAX_IOS + " --ramp-ios "
+                + ComparePlan.QCOW2_NEW_RAMP_IOS + "; alloc_share = allocated clusters (qemu-img check) / writes submitted");
         return m;
     }
 

@@ -22,16 +22,47 @@ final class ComparePlan {
     /** Backend busy-poll time of the latency rows. */
     static final int POLL_US = 50;
 
+    /** Virtual size of the new qcow2 image of the allocating row (qemu-img create, 64 KiB clusters). */
+    static final long QCOW2_NEW_SIZE = 32L << 30;
+    /**
+     * Writes one run of the allocating row may submit in all, ramp included (vhostblk-bench
+     * --max-ios): each allocates a 64 KiB cluster, so the image grows by at most 2 GiB of RAM
+     * disk, and the writes land on 1/16 of the image's 524288 clusters — about 97 % of them
+     * allocate a cluster (the rest hit one allocated earlier in the run).
+     */
+    static final long QCOW2_NEW_MAX_IOS = 32_768;
+    /** The allocating row's ramp ends after --ramp seconds or this many writes, whichever first. */
+    static final long QCOW2_NEW_RAMP_IOS = QCOW2_NEW_MAX_IOS / 4;
+    /** Cluster size of both qcow2 images (qemu-img's default, passed explicitly). */
+    static final int QCOW2_CLUSTER = 64 << 10;
+
     enum Media {
-        DISK("disk", "file on the local disk, O_DIRECT"),
-        RAM("ram", "file in /dev/shm (RAM disk), O_DIRECT");
+        DISK("disk", false, false, "raw file on the local disk, O_DIRECT"),
+        RAM("ram", false, false, "raw file in /dev/shm (RAM disk), O_DIRECT"),
+        QCOW2("qcow2", true, false, "qcow2 image in /dev/shm with every cluster allocated and written, one copy per backend"),
+        QCOW2_NEW("qcow2-new", true, true, "empty qcow2 image in /dev/shm, created anew before every run: writes allocate clusters");
 
         final String id;
+        final boolean qcow2;
+        /** The image is created anew (empty) before every run, so the backend is started for every run. */
+        final boolean fresh;
         final String description;
 
-        Media(String id, String description) {
+        Media(String id, boolean qcow2, boolean fresh, String description) {
             this.id = id;
+            this.qcow2 = qcow2;
+            this.fresh = fresh;
             this.description = description;
+        }
+
+        /** The raw medium the same workload is compared with (qcow2 with allocated clusters: the RAM disk), or null. */
+        Media rawTwin() {
+            return this == QCOW2 ? RAM : null;
+        }
+
+        /** Raw files: the media of issue 3's targets. */
+        static List<Media> raw() {
+            return List.of(DISK, RAM);
         }
     }
 
@@ -109,14 +140,20 @@ final class ComparePlan {
     }
 
     /**
-     * The matrix of issue 3. Full: both media; randread and randwrite at iodepth 128 on 1 and 2
-     * queues and at iodepth 1 on 1 queue; vhostblk with both engines, 1 worker, and 1 and 2
-     * workers on 2 queues; then the RAM-disk iodepth-1 randread with polling. Quick: RAM disk,
-     * iodepth 128, 1 queue.
+     * The matrix of issue 3, then the qcow2 rows of issue 4. Full: both raw media; randread and
+     * randwrite at iodepth 128 on 1 and 2 queues and at iodepth 1 on 1 queue; vhostblk with both
+     * engines, 1 worker, and 1 and 2 workers on 2 queues; then the RAM-disk iodepth-1 randread
+     * with polling; then qcow2 at iodepth 128 on 1 queue: randread and randwrite on allocated
+     * clusters, and randwrite on a new image (allocating). Quick: RAM disk, iodepth 128, 1 queue.
      */
     static ComparePlan build(boolean quick, Set<Kind> only) {
+        return build(quick, only, List.of());
+    }
+
+    /** As {@link #build(boolean, Set)}, keeping only the rows whose id matches one of {@code rows} (globs; empty: all). */
+    static ComparePlan build(boolean quick, Set<Kind> only, List<String> rows) {
         List<Cell> cells = new ArrayList<>();
-        List<Media> media = quick ? List.of(Media.RAM) : List.of(Media.DISK, Media.RAM);
+        List<Media> media = quick ? List.of(Media.RAM) : Media.raw();
         for (Media m : media) {
             for (String rw : List.of("randread", "randwrite")) {
                 cells.add(cell(new Workload(m, rw, 128, 1, false), only));
@@ -128,25 +165,55 @@ final class ComparePlan {
         }
         if (!quick) {
             cells.add(cell(new Workload(Media.RAM, "randread", 1, 1, true), only));
+            cells.add(cell(new Workload(Media.QCOW2, "randread", 128, 1, false), only));
+            cells.add(cell(new Workload(Media.QCOW2, "randwrite", 128, 1, false), only));
+            cells.add(cell(new Workload(Media.QCOW2_NEW, "randwrite", 128, 1, false), only));
+        }
+        if (!rows.isEmpty()) {
+            List<java.util.regex.Pattern> p = rows.stream().map(ComparePlan::glob).toList();
+            cells.removeIf(c -> p.stream().noneMatch(x -> x.matcher(c.workload().id()).matches()));
         }
         cells.removeIf(c -> c.systems().isEmpty());
         return new ComparePlan(cells);
     }
 
+    /** A glob over row ids ({@code *} any characters, {@code ?} one) as a pattern. */
+    static java.util.regex.Pattern glob(String g) {
+        StringBuilder b = new StringBuilder();
+        for (char ch : g.trim().toCharArray()) {
+            switch (ch) {
+                case '*' -> b.append(".*");
+                case '?' -> b.append('.');
+                default -> b.append(java.util.regex.Pattern.quote(String.valueOf(ch)));
+            }
+        }
+        return java.util.regex.Pattern.compile(b.toString());
+    }
+
+    /** Every row id of the full plan (for --rows validation and --help). */
+    static List<String> allRowIds() {
+        return build(false, allKinds()).cells.stream().map(c -> c.workload().id()).toList();
+    }
+
     private static Cell cell(Workload w, Set<Kind> only) {
         List<SystemSpec> s = new ArrayList<>();
-        if (only.contains(Kind.HOST) && !w.poll()) {
+        if (only.contains(Kind.HOST) && !w.poll() && !w.media().qcow2) {
             s.add(SystemSpec.HOST);
         }
         if (only.contains(Kind.QSD)) {
             s.add(SystemSpec.QSD);
         }
         if (only.contains(Kind.VHOSTBLK)) {
-            int pollUs = w.poll() ? POLL_US : 0;
-            for (String engine : List.of("io_uring", "threads")) {
-                s.add(SystemSpec.vhostblk(engine, 1, pollUs));
-                if (w.queues() >= 2) {
-                    s.add(SystemSpec.vhostblk(engine, 2, pollUs));
+            if (w.media().qcow2) {
+                // qcow2 is served on I/O threads whatever --engine says: one variant, named for what runs
+                s.add(SystemSpec.vhostblk("threads", 1, 0));
+            } else {
+                int pollUs = w.poll() ? POLL_US : 0;
+                for (String engine : List.of("io_uring", "threads")) {
+                    s.add(SystemSpec.vhostblk(engine, 1, pollUs));
+                    if (w.queues() >= 2) {
+                        s.add(SystemSpec.vhostblk(engine, 2, pollUs));
+                    }
                 }
             }
         }
@@ -193,6 +260,16 @@ final class ComparePlan {
 
     int runs(int reps) {
         return cells.stream().mapToInt(c -> c.systems().size()).sum() * reps;
+    }
+
+    /** Backend starts over {@code reps} repetitions: once per backend, once per run on media created anew for every run. */
+    int backendStarts(int reps) {
+        int n = 0;
+        for (BackendKey k : backends()) {
+            n += k.media().fresh ? (int) cells.stream().filter(c -> c.workload().media() == k.media() && c.systems().contains(k.spec()))
+                    .count() * reps : 1;
+        }
+        return n;
     }
 
     /** Distinct backend processes the plan starts. */

@@ -14,20 +14,30 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.function.ToDoubleFunction;
 
-/** Medians, ratios and the issue-3 target checks of the comparison benchmark. Pure functions. */
+/** Medians, ratios and the target checks (issues 3 and 4) of the comparison benchmark. Pure functions. */
 final class CompareStats {
     private CompareStats() {
     }
 
-    /** One measured run of one system on one workload; {@code error} null when it succeeded. */
+    /**
+     * One measured run of one system on one workload; {@code error} null when it succeeded.
+     * {@code allocShare}: on a new qcow2 image, the share of the run's writes (ramp included) that
+     * allocated a cluster (allocated clusters after the run / writes submitted); NaN elsewhere.
+     */
     record RunResult(double iops, double p50Us, double p99Us, double p999Us, double cpuUsPerIo, long ios, long errors,
-                     double seconds, double frontendCpuPct, double fioReportedCpuUsPerIo, String error) {
+                     double seconds, double frontendCpuPct, double fioReportedCpuUsPerIo, double allocShare, String error) {
         static RunResult failed(String error) {
-            return new RunResult(Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN, 0, 0, 0, Double.NaN, Double.NaN, error);
+            return new RunResult(Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN, 0, 0, 0, Double.NaN, Double.NaN, Double.NaN,
+                    error);
         }
 
         boolean ok() {
             return error == null;
+        }
+
+        RunResult withAllocShare(double share) {
+            return new RunResult(iops, p50Us, p99Us, p999Us, cpuUsPerIo, ios, errors, seconds, frontendCpuPct, fioReportedCpuUsPerIo, share,
+                    error);
         }
     }
 
@@ -153,14 +163,39 @@ final class CompareStats {
         double p50VsQsd(Summary s) {
             return ratio(s.p50Us(), qsd(s.workload().id(), Summary::p50Us));
         }
+
+        /**
+         * IOPS on a qcow2 image with allocated clusters relative to the same workload on the raw
+         * RAM-disk file: vhostblk against the best vhostblk variant on raw, QSD against QSD.
+         * NaN on other media or when the raw row was not measured.
+         */
+        double iopsVsRaw(Summary s) {
+            Media raw = s.workload().media().rawTwin();
+            if (raw == null) {
+                return Double.NaN;
+            }
+            Workload w = s.workload();
+            String id = new Workload(raw, w.rw(), w.iodepth(), w.queues(), w.poll()).id();
+            return switch (s.system().kind()) {
+                case VHOSTBLK -> ratio(s.iops(), vhostblk(id).stream().mapToDouble(Summary::iops).filter(Double::isFinite).max().orElse(Double.NaN));
+                case QSD -> ratio(s.iops(), qsd(id, Summary::iops));
+                case HOST -> Double.NaN;
+            };
+        }
+
+        /** The measured vhostblk summary of a row with the highest IOPS, or null. */
+        Summary bestVhostblk(String workloadId) {
+            return vhostblk(workloadId).stream().filter(x -> Double.isFinite(x.iops()))
+                    .max(Comparator.comparingDouble(Summary::iops)).orElse(null);
+        }
     }
 
     // ------------------------------------------------------------------ targets
 
     /**
-     * The targets of issue 3, each checked on the best vhostblk variant (engine, workers) of the
-     * row it concerns (named in the line); NA when a row or a reference was not measured (quick
-     * mode, --only, a failed run).
+     * The targets of issue 3 and the qcow2 targets of issue 4, each checked on the best vhostblk
+     * variant (engine, workers) of the row it concerns (named in the line); NA when a row or a
+     * reference was not measured (quick mode, --only, --rows, a failed run).
      */
     static List<Target> targets(Results r, List<Startup> startups) {
         List<Target> t = new ArrayList<>();
@@ -184,7 +219,7 @@ final class CompareStats {
         t.add(best(r, lat, "RAM disk randread qd1 p50 latency: vhostblk/QSD, no polling", r::p50VsQsd, 0.8, true, "x", false));
         String poll = new Workload(Media.RAM, "randread", 1, 1, true).id();
         t.add(best(r, poll, "RAM disk randread qd1 p50 latency with --poll-us " + ComparePlan.POLL_US, Summary::p50Us, 25, true, " us", false));
-        for (Media m : Media.values()) {
+        for (Media m : Media.raw()) {
             for (int q : new int[] {1, 2}) {
                 for (String rw : List.of("randread", "randwrite")) {
                     String id = new Workload(m, rw, 128, q, false).id();
@@ -193,15 +228,40 @@ final class CompareStats {
                 }
             }
         }
+        for (String rw : List.of("randread", "randwrite")) {
+            t.add(qcow2VsRaw(r, rw));
+        }
+        String alloc = new Workload(Media.QCOW2_NEW, "randwrite", 128, 1, false).id();
+        t.add(best(r, alloc, "qcow2 allocating randwrite qd128 q1 (new image): vhostblk/QSD, both qcow2", r::iopsVsQsd, 1.0, false, "x",
+                true));
         for (String engine : List.of("io_uring", "threads")) {
-            List<Startup> s = startups.stream().filter(x -> x.system().kind() == Kind.VHOSTBLK && engine.equals(x.system().engine())).toList();
+            // issue 3's backend: starts on raw files (qcow2 starts are listed, not counted here)
+            List<Startup> s = startups.stream().filter(x -> x.system().kind() == Kind.VHOSTBLK && engine.equals(x.system().engine())
+                    && !x.media().qcow2).toList();
             double rss = median(s, x -> x.rssIdleKib() / 1024.0);
             double start = median(s, Startup::startMs);
-            String n = s.isEmpty() ? "" : "median of " + s.size() + " start(s)";
+            String n = s.isEmpty() ? "" : "median of " + s.size() + " start(s) on raw files";
             t.add(new Target("idle backend RSS, vhostblk " + engine, check(rss, 48, true), rss, 48, true, " MiB", n));
             t.add(new Target("start to listening, vhostblk " + engine, check(start, 300, true), start, 300, true, " ms", n));
         }
         return t;
+    }
+
+    /**
+     * Issue 4: the best vhostblk variant on the qcow2 image with allocated clusters against the
+     * best vhostblk variant on the raw RAM-disk file, same workload (4k, iodepth 128, 1 queue).
+     */
+    static Target qcow2VsRaw(Results r, String rw) {
+        Workload q = new Workload(Media.QCOW2, rw, 128, 1, false);
+        Workload raw = new Workload(Media.RAM, rw, 128, 1, false);
+        String text = "qcow2 allocated " + rw + " qd128 q1: vhostblk qcow2/raw (RAM disk)";
+        Summary a = r.bestVhostblk(q.id());
+        Summary b = r.bestVhostblk(raw.id());
+        double v = a == null || b == null ? Double.NaN : ratio(a.iops(), b.iops());
+        String detail = a == null ? "qcow2 row not measured in this run"
+                : b == null ? "raw row " + raw.label() + " not measured in this run"
+                : a.system().label() + " vs " + b.system().label() + " on raw";
+        return new Target(text, check(v, 0.95, false), v, 0.95, false, "x", detail);
     }
 
     /**

@@ -34,11 +34,20 @@ final class Worker implements Runnable {
     long startNanos;
     long measureFromNanos;
     long endNanos;
+    /** Requests this queue may submit in all (--max-ios share); MAX_VALUE: no limit. */
+    long maxSubmits = Long.MAX_VALUE;
+    /** Requests after which this queue's ramp ends if --ramp has not ended it (--ramp-ios share). */
+    long rampSubmits = Long.MAX_VALUE;
+    /** Counted down when this queue submits its first measured request (wakes the main thread). */
+    java.util.concurrent.CountDownLatch rampDone;
+    /** Submit time of this queue's first measured request; MAX_VALUE until then. */
+    volatile long measureStartNanos = Long.MAX_VALUE;
 
     // per-slot request state
     private final long[] submitNanos;
     private final long[] blockOf;
     private final boolean[] isRead;
+    private final boolean[] measured;
 
     // random and sequential position
     private long rng;
@@ -47,6 +56,8 @@ final class Worker implements Runnable {
     // results
     final Histogram latency = new Histogram(60_000_000_000L, 3);
     long ios;
+    /** Requests submitted, the ramp's included. */
+    long submitted;
     long readIos;
     long writeIos;
     long errors;
@@ -70,6 +81,7 @@ final class Worker implements Runnable {
         this.submitNanos = new long[d.slots()];
         this.blockOf = new long[d.slots()];
         this.isRead = new boolean[d.slots()];
+        this.measured = new boolean[d.slots()];
         this.rng = seed | 1;
         this.seqNext = 0;
     }
@@ -116,7 +128,7 @@ final class Worker implements Runnable {
         int readPct = cfg.rw().mixed ? cfg.mixReadPct() : cfg.rw().readPct();
         long now = System.nanoTime();
         int slot;
-        while ((slot = d.acquire()) >= 0) {
+        while (submitted < maxSubmits && (slot = d.acquire()) >= 0) {
             issueTimed(slot, readPct, now);
         }
         d.publish();
@@ -128,7 +140,7 @@ final class Worker implements Runnable {
                 n++;
                 now = System.nanoTime();
                 finish(s, now);
-                if (now < endNanos) {
+                if (now < endNanos && submitted < maxSubmits) {
                     issueTimed(s, readPct, now);
                 } else {
                     d.release(s);
@@ -154,7 +166,20 @@ final class Worker implements Runnable {
             }
         }
         boolean read = readPct == 100 || (readPct > 0 && Long.remainderUnsigned(nextRandom(), 100) < readPct);
+        boolean m = now >= measureFromNanos || submitted >= rampSubmits;
+        if (m && measureStartNanos == Long.MAX_VALUE) {
+            // the first measured request: a ramp ended by --ramp-ios moves the end of the run along
+            measureStartNanos = now;
+            if (now < measureFromNanos) {
+                endNanos = now + (endNanos - measureFromNanos);
+            }
+            if (rampDone != null) {
+                rampDone.countDown();
+            }
+        }
         submit(slot, block, read, now);
+        measured[slot] = m;
+        submitted++;
     }
 
     private void submit(int slot, long block, boolean read, long now) {
@@ -176,7 +201,7 @@ final class Worker implements Runnable {
                         + blockOf[s] * sectorsPerBlock + ") failed with status " + statusName(status));
             }
         }
-        if (submitNanos[s] >= measureFromNanos) {
+        if (measured[s]) {
             latency.recordValue(Math.max(0, now - submitNanos[s]));
             ios++;
             if (isRead[s]) {
@@ -292,6 +317,8 @@ final class Worker implements Runnable {
             Stamp.fill(buf, cfg.bs(), block * sectorsPerBlock, generation);
         }
         submit(slot, block, read, now);
+        measured[slot] = true;
+        submitted++;
     }
 
     private void check(int s) {

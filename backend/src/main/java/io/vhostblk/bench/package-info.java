@@ -6,6 +6,7 @@
  *
  * <p>{@code bench/compare} ({@link io.vhostblk.bench.CompareMain}): host fio vs
  * qemu-storage-daemon vs vhostblk on the same files, driven by vhostblk-bench, with medians,
- * ratios, the issue-3 targets and JSON / Markdown / SVG output (see bench/README.md).
+ * ratios, the targets of issues 3 (raw files) and 4 (qcow2) and JSON / Markdown / SVG output
+ * (see bench/README.md).
  */
 package io.vhostblk.bench;

@@ -44,6 +44,8 @@ class BenchMainTest {
                 new String[] {"--socket", "s", "--queue-size", "100"},
                 new String[] {"--socket", "s", "--iodepth", "400", "--queue-size", "512"},
                 new String[] {"--socket", "s", "--size", "100"},
+                new String[] {"--socket", "s", "--max-ios", "1", "--queues", "2"},
+                new String[] {"--socket", "s", "--max-ios", "100", "--ramp-ios", "100"},
                 new String[] {"--socket", "s", "--frobnicate"},
                 new String[] {"--socket", "s", "extra"});
         for (String[] a : bad) {
@@ -96,6 +98,15 @@ class BenchMainTest {
             assertTrue(line.contains("\"rw\":\"randrw\"") && line.contains("\"errors\":0") && line.contains("\"event_idx\":true"), line);
             assertTrue(line.matches(".*\"reads\":[1-9]\\d*,\"writes\":[1-9]\\d*,.*"), line);
 
+            // --max-ios ends the run long before --runtime, --ramp-ios the ramp before --ramp: 500 ramp, 1500 measured
+            Run lim = run("--socket", s, "--rw", "randwrite", "--iodepth", "16", "--runtime", "30", "--ramp", "30", "--max-ios", "2000",
+                    "--ramp-ios", "500", "--json");
+            assertEquals(0, lim.status(), lim.out() + lim.err());
+            Object lj = MiniJson.parse(lim.out().strip());
+            assertEquals(2000.0, MiniJson.num(lj, "submitted"), lim.out());
+            assertEquals(1500.0, MiniJson.num(lj, "ios"), lim.out());
+            assertEquals(2000.0, MiniJson.num(lj, "max_ios"), lim.out());
+            assertTrue(MiniJson.num(lj, "seconds") < 20, lim.out());
             Run q = run("--socket", s, "--queues", "3", "--runtime", "0.2");
             assertEquals(2, q.status(), "more queues than the export has: " + q.err());
             Run big = run("--socket", s, "--size", "1g", "--runtime", "0.2");

@@ -28,7 +28,7 @@ class CompareStatsTest {
     static final SystemSpec THREADS1 = SystemSpec.vhostblk("threads", 1, 0);
 
     static RunResult run(double iops, double p50, double cpu) {
-        return new RunResult(iops, p50, p50 * 3, p50 * 5, cpu, (long) iops, 0, 1, 50, Double.NaN, null);
+        return new RunResult(iops, p50, p50 * 3, p50 * 5, cpu, (long) iops, 0, 1, 50, Double.NaN, Double.NaN, null);
     }
 
     static Summary summary(Workload w, SystemSpec s, RunResult... runs) {
@@ -81,7 +81,7 @@ class CompareStatsTest {
     /** A full set of rows where every target has data; values chosen to PASS or MISS on purpose. */
     static Results fullResults() {
         Results r = new Results();
-        for (Media m : Media.values()) {
+        for (Media m : Media.raw()) {
             for (int q : new int[] {1, 2}) {
                 for (String rw : List.of("randread", "randwrite")) {
                     Workload w = new Workload(m, rw, 128, q, false);
@@ -101,6 +101,17 @@ class CompareStatsTest {
         Workload poll = new Workload(Media.RAM, "randread", 1, 1, true);
         r.put(summary(poll, SystemSpec.vhostblk("io_uring", 1, 50), run(50, 20, 5)));   // PASS
         r.put(summary(poll, SystemSpec.vhostblk("threads", 1, 50), run(40, 30, 5)));
+        // qcow2, allocated clusters: randread 870 against the best raw 900 (0.967x, PASS), randwrite 850 (0.944x, MISS)
+        Workload qr = new Workload(Media.QCOW2, "randread", 128, 1, false);
+        r.put(summary(qr, SystemSpec.QSD, run(250, 400, 12)));
+        r.put(summary(qr, THREADS1, run(870, 100, 3)));
+        Workload qw = new Workload(Media.QCOW2, "randwrite", 128, 1, false);
+        r.put(summary(qw, SystemSpec.QSD, run(240, 400, 12)));
+        r.put(summary(qw, THREADS1, run(850, 100, 3)));
+        // qcow2, allocating: 1.2x QSD (PASS)
+        Workload qn = new Workload(Media.QCOW2_NEW, "randwrite", 128, 1, false);
+        r.put(summary(qn, SystemSpec.QSD, run(100, 1000, 20).withAllocShare(0.97)));
+        r.put(summary(qn, THREADS1, run(120, 900, 15).withAllocShare(0.96)));
         return r;
     }
 
@@ -113,9 +124,11 @@ class CompareStatsTest {
         Results r = fullResults();
         List<Startup> st = List.of(new Startup(URING1, Media.RAM, 200, 40 * 1024), new Startup(URING1, Media.DISK, 400, 50 * 1024),
                 new Startup(URING1, Media.RAM, 250, 45 * 1024), new Startup(THREADS1, Media.RAM, 310, 30 * 1024),
-                new Startup(SystemSpec.QSD, Media.RAM, 5, 8 * 1024));
+                new Startup(SystemSpec.QSD, Media.RAM, 5, 8 * 1024),
+                // qcow2 starts are listed but not counted in issue 3's start targets
+                new Startup(THREADS1, Media.QCOW2_NEW, 100, 20 * 1024), new Startup(THREADS1, Media.QCOW2_NEW, 100, 20 * 1024));
         Map<String, Target> t = byText(CompareStats.targets(r, st));
-        assertEquals(24, t.size());
+        assertEquals(27, t.size());
         Target disk = t.get("disk O_DIRECT randread qd128 q1: vhostblk/host fio");
         assertEquals(Status.PASS, disk.status());
         assertEquals(0.995, disk.value(), 1e-9);
@@ -142,7 +155,45 @@ class CompareStatsTest {
         assertEquals(250, start.value(), 1e-9);
         assertEquals(Status.PASS, start.status());
         assertEquals(Status.MISS, t.get("start to listening, vhostblk threads").status());
+        assertEquals(310, t.get("start to listening, vhostblk threads").value(), 1e-9);
         assertEquals(Status.PASS, t.get("idle backend RSS, vhostblk threads").status());
+        // issue 4: qcow2 with allocated clusters against raw, best variant on each
+        Target qr = t.get("qcow2 allocated randread qd128 q1: vhostblk qcow2/raw (RAM disk)");
+        assertEquals(Status.PASS, qr.status());
+        assertEquals(870 / 900.0, qr.value(), 1e-9);
+        assertEquals(0.95, qr.limit());
+        assertEquals("vhostblk-threads-w1 vs vhostblk-io_uring-w1 on raw", qr.detail());
+        Target qw = t.get("qcow2 allocated randwrite qd128 q1: vhostblk qcow2/raw (RAM disk)");
+        assertEquals(Status.MISS, qw.status());
+        assertEquals(850 / 900.0, qw.value(), 1e-9);
+        Target alloc = t.get("qcow2 allocating randwrite qd128 q1 (new image): vhostblk/QSD, both qcow2");
+        assertEquals(Status.PASS, alloc.status());
+        assertEquals(1.2, alloc.value(), 1e-9);
+        assertEquals(1.0, alloc.limit());
+        assertEquals("vhostblk-threads-w1", alloc.detail());
+        assertTrue(alloc.line().startsWith("PASS qcow2 allocating randwrite"), alloc.line());
+    }
+
+    @Test
+    void qcow2TargetsNeedBothRows() {
+        Results r = new Results();
+        Workload qr = new Workload(Media.QCOW2, "randread", 128, 1, false);
+        r.put(summary(qr, THREADS1, run(870, 100, 3)));
+        Workload qn = new Workload(Media.QCOW2_NEW, "randwrite", 128, 1, false);
+        r.put(summary(qn, THREADS1, run(120, 900, 15)));
+        Map<String, Target> t = byText(CompareStats.targets(r, List.of()));
+        Target q = t.get("qcow2 allocated randread qd128 q1: vhostblk qcow2/raw (RAM disk)");
+        assertEquals(Status.NA, q.status());
+        assertEquals("raw row ram randread qd128 q1 not measured in this run", q.detail());
+        assertEquals(Status.NA, t.get("qcow2 allocated randwrite qd128 q1: vhostblk qcow2/raw (RAM disk)").status());
+        assertEquals(Status.NA, t.get("qcow2 allocating randwrite qd128 q1 (new image): vhostblk/QSD, both qcow2").status(),
+                "no QSD on the new image");
+        // x raw: only qcow2 with allocated clusters has a raw twin; QSD against QSD
+        r.put(summary(new Workload(Media.RAM, "randread", 128, 1, false), SystemSpec.QSD, run(500, 100, 5)));
+        r.put(summary(qr, SystemSpec.QSD, run(400, 100, 5)));
+        assertEquals(0.8, r.iopsVsRaw(r.get(qr.id(), SystemSpec.QSD)), 1e-9);
+        assertTrue(Double.isNaN(r.iopsVsRaw(r.get(qr.id(), THREADS1))), "no vhostblk on raw");
+        assertTrue(Double.isNaN(r.iopsVsRaw(r.get(qn.id(), THREADS1))));
     }
 
     @Test
@@ -190,21 +241,46 @@ class CompareStatsTest {
     @Test
     void fullPlanCoversTheMatrix() {
         ComparePlan p = ComparePlan.build(false, ComparePlan.allKinds());
-        // 2 media x 2 rw x (qd128 q1, qd128 q2, qd1 q1) + the polling row
-        assertEquals(13, p.cells.size());
+        // 2 media x 2 rw x (qd128 q1, qd128 q2, qd1 q1) + the polling row + 3 qcow2 rows
+        assertEquals(16, p.cells.size());
         ComparePlan.Cell q2 = p.cells.stream().filter(c -> c.workload().id().equals("disk-randwrite-qd128-q2")).findFirst().orElseThrow();
         assertEquals(List.of("host-fio", "qsd", "vhostblk-io_uring-w1", "vhostblk-io_uring-w2", "vhostblk-threads-w1", "vhostblk-threads-w2"),
                 q2.systems().stream().map(SystemSpec::label).toList());
-        ComparePlan.Cell poll = p.cells.getLast();
+        ComparePlan.Cell poll = p.cells.get(12);
         assertEquals("ram-randread-qd1-q1-poll", poll.workload().id());
         assertEquals(List.of("qsd", "vhostblk-io_uring-w1-poll50", "vhostblk-threads-w1-poll50"),
                 poll.systems().stream().map(SystemSpec::label).toList());
-        assertEquals((4 * (4 + 6 + 4) + 3) * 3, p.runs(3));
-        // the polling backends live only for the last row; disk backends end with the disk rows
+        // issue 4: qcow2 rows after the raw ones, QSD (driver=qcow2) and vhostblk's one qcow2 variant, no host fio
+        assertEquals(List.of("qcow2-randread-qd128-q1", "qcow2-randwrite-qd128-q1", "qcow2-new-randwrite-qd128-q1"),
+                p.cells.subList(13, 16).stream().map(c -> c.workload().id()).toList());
+        for (ComparePlan.Cell c : p.cells.subList(13, 16)) {
+            assertEquals(List.of("qsd", "vhostblk-threads-w1"), labels(c.systems()));
+            assertEquals(128, c.workload().iodepth());
+            assertEquals(1, c.workload().queues());
+        }
+        assertEquals("qcow2-new randwrite qd128 q1", p.cells.getLast().workload().label());
+        assertEquals((4 * (4 + 6 + 4) + 3 + 3 * 2) * 3, p.runs(3));
+        // the polling backends live only for their row; disk backends end with the disk rows
         assertEquals(12, p.lastUse(new ComparePlan.BackendKey(Media.RAM, SystemSpec.vhostblk("io_uring", 1, 50))));
         assertEquals(5, p.lastUse(new ComparePlan.BackendKey(Media.DISK, URING1)));
         assertEquals(5, p.lastUse(Media.DISK));
         assertEquals(12, p.lastUse(Media.RAM));
+        assertEquals(14, p.lastUse(Media.QCOW2));
+        assertEquals(16, p.backends().size());
+        // the backends on the new image start for every run: 2 systems x 3 repetitions
+        assertEquals(14 + 2 * 3, p.backendStarts(3));
+    }
+
+    @Test
+    void rowsSelectWorkloadsByGlob() {
+        ComparePlan p = ComparePlan.build(false, ComparePlan.allKinds(), List.of("ram-*-qd128-q1", "qcow2*"));
+        assertEquals(List.of("ram-randread-qd128-q1", "ram-randwrite-qd128-q1", "qcow2-randread-qd128-q1", "qcow2-randwrite-qd128-q1",
+                "qcow2-new-randwrite-qd128-q1"), p.cells.stream().map(c -> c.workload().id()).toList());
+        assertEquals(4 * 2 + 3 * 2, p.runs(1));
+        assertTrue(ComparePlan.build(true, ComparePlan.allKinds(), List.of("qcow2*")).cells.isEmpty(), "--quick has no qcow2 row");
+        assertTrue(ComparePlan.glob("ram-?and*").matcher("ram-randread-qd1-q1").matches());
+        assertFalse(ComparePlan.glob("ram.*").matcher("ramX").matches(), "only * and ? are special");
+        assertEquals(16, ComparePlan.allRowIds().size());
     }
 
     @Test
@@ -294,17 +370,35 @@ class CompareStatsTest {
                 "loadavg_before", "1", "loadavg_after", "2", "started", "now"));
         CompareReport rep = new CompareReport(r, t, List.of(), meta, List.of());
         int rows = CompareStats.ordered(r).size();
-        assertEquals(4 * 4 * 2 + 3 + 2, rows);
+        assertEquals(4 * 4 * 2 + 3 + 2 + 3 * 2, rows);
         String md = rep.markdown();
         assertEquals(rows, md.lines().takeWhile(l -> !l.isEmpty()).filter(l -> l.startsWith("| ") && !l.startsWith("| workload")).count());
         assertTrue(rep.table().contains("vhostblk-io_uring-w1"));
+        assertTrue(rep.table().contains("qcow2-new randwrite qd128 q1"), rep.table());
+        assertTrue(rep.table().contains("PASS qcow2 allocated randread qd128 q1: vhostblk qcow2/raw (RAM disk): 0.97x"), rep.table());
+        assertTrue(md.contains("| qcow2 allocating randwrite qd128 q1 (new image): vhostblk/QSD, both qcow2 (vhostblk-threads-w1) | 1.20x"
+                + " | ≥ 1.00x | PASS |"), md);
+        assertTrue(md.contains("writes that allocated a cluster: qsd 97.0%, vhostblk-threads-w1 96.0%"), md);
         Object j = MiniJson.parse(rep.json());
         assertEquals(rows, ((List<?>) MiniJson.at(j, "results")).size());
+        Object qcow2 = ((List<?>) MiniJson.at(j, "results")).stream()
+                .filter(x -> "qcow2-randread-qd128-q1".equals(MiniJson.at(x, "workload")) && "vhostblk-threads-w1".equals(MiniJson.at(x, "system")))
+                .findFirst().orElseThrow();
+        assertEquals(0.967, MiniJson.num(qcow2, "ratios", "iops_vs_raw"));
+        assertEquals("qcow2", MiniJson.at(qcow2, "medium"));
+        Object alloc = ((List<?>) MiniJson.at(j, "results")).stream()
+                .filter(x -> "qcow2-new-randwrite-qd128-q1".equals(MiniJson.at(x, "workload")) && "qsd".equals(MiniJson.at(x, "system")))
+                .findFirst().orElseThrow();
+        assertEquals(0.97, MiniJson.num(alloc, "alloc_share"));
+        assertTrue(((List<?>) MiniJson.at(j, "targets")).stream().anyMatch(x -> String.valueOf(MiniJson.at(x, "target")).startsWith("qcow2 allocating")));
         String svg = rep.svg();
         org.w3c.dom.Document d = javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder()
                 .parse(new java.io.ByteArrayInputStream(svg.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
         assertEquals("svg", d.getDocumentElement().getNodeName());
         // one bar (a rect with a tooltip) per row
         assertEquals(rows, svg.split("<rect x=\"190\"", -1).length - 1);
+        // the qcow2 targets at their bars
+        assertTrue(svg.contains("0.97× raw (target ≥ 0.95: PASS)") && svg.contains("0.94× raw (target ≥ 0.95: MISS)")
+                && svg.contains("1.20× QSD (target ≥ 1.0: PASS)"), svg);
     }
 }
