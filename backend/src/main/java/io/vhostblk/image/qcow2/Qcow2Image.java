@@ -885,6 +885,7 @@ public final class Qcow2Image implements BackingSource, io.vhostblk.image.Mapped
         int k;
         long newHost;
         boolean reuse;
+        boolean fresh = false;
         long sMask;
         meta.lock();
         try {
@@ -902,6 +903,14 @@ public final class Qcow2Image implements BackingSource, io.vhostblk.image.Mapped
             } else {
                 newHost = allocRun(1) << cb;
                 reuse = false;
+                // A cluster past the end of the file reads as zeroes, and so does the rest of an
+                // unallocated or zero cluster of an image without a backing file: only the
+                // guest's bytes need writing. The file is extended over the whole cluster first,
+                // and fileLen reserved here, so no later allocation mistakes it for fresh.
+                fresh = !extL2 && backing == null && (k == K_UNALLOC || k == K_ZERO_PLAIN) && newHost >= fileLen;
+                if (fresh) {
+                    fileLen = newHost + cs;
+                }
             }
             if (!extL2) {
                 sMask = 1;
@@ -926,7 +935,10 @@ public final class Qcow2Image implements BackingSource, io.vhostblk.image.Mapped
                 ensureLength(data, newHost + cs);
             }
         }
-        if (a == lo && b == hi) {
+        if (fresh && (a != lo || b != hi) && Libc.fallocateRaw(data.fd, 0, newHost, cs) != 0) {
+            fresh = false; // no fallocate here: fall back to writing the whole cluster
+        }
+        if ((a == lo && b == hi) || fresh) {
             data.writeData(iov, iovOff, b - a, newHost + a);
         } else {
             try (Arena ar = Arena.ofConfined()) {
