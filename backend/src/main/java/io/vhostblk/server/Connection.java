@@ -418,8 +418,16 @@ final class Connection {
      * Swaps the memory table with every running ring quiesced: rings are stopped (in-flight
      * requests complete), the table swapped, then the rings restart with the new table. Only
      * then is {@code unmapAfter} unmapped, so no worker can touch a stale mapping.
+     *
+     * <p>A table that no longer holds a running ring is refused before anything changes: the
+     * ring could not restart, and the caller unmaps the refused table's regions.
      */
     private void replaceMemory(GuestMemory next, MemoryRegion unmapAfter) {
+        for (Vring v : vrings) {
+            if (v.started && !ringInside(next, v)) {
+                throw new ProtocolException("vring " + v.index + " runs and would lie outside the new memory table");
+            }
+        }
         List<Vring> running = new ArrayList<>();
         for (Vring v : vrings) {
             if (v.started) {
@@ -514,6 +522,12 @@ final class Connection {
             }), "switch the call fd of vring " + v.index);
         }
         Libc.closeQuietly(old);
+    }
+
+    private static boolean ringInside(GuestMemory m, Vring v) {
+        return m.sliceUser(v.descUser, SplitRing.descTableSize(v.num)) != null
+                && m.sliceUser(v.availUser, SplitRing.availSize(v.num)) != null
+                && m.sliceUser(v.usedUser, SplitRing.usedSize(v.num)) != null;
     }
 
     /** Starts the ring: builds its runtime over the current memory and hands it to a worker. */
