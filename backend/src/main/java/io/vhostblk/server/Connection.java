@@ -170,8 +170,33 @@ final class Connection {
         };
     }
 
+    /** The most fds request {@code req} may carry (vhost-user.rst, "Ancillary data"). */
+    private static int maxFds(int req) {
+        return switch (req) {
+            case Request.SET_MEM_TABLE -> 8;
+            // REM_MEM_REG: QEMU sends the region's fd along (libvhost-user closes it).
+            case Request.ADD_MEM_REG, Request.REM_MEM_REG, Request.SET_VRING_KICK, Request.SET_VRING_CALL,
+                 Request.SET_VRING_ERR, Request.SET_LOG_BASE, Request.SET_LOG_FD, Request.SET_BACKEND_REQ_FD,
+                 Request.SET_INFLIGHT_FD -> 1;
+            default -> 0;
+        };
+    }
+
+    /** Requests without a payload. */
+    private static boolean takesNoPayload(int req) {
+        return switch (req) {
+            case Request.GET_FEATURES, Request.GET_PROTOCOL_FEATURES, Request.SET_OWNER, Request.RESET_OWNER,
+                 Request.GET_QUEUE_NUM, Request.GET_MAX_MEM_SLOTS, Request.GET_STATUS, Request.RESET_DEVICE -> true;
+            default -> false;
+        };
+    }
+
     /** Handles the current message; returns true if it sent its own reply. */
     private boolean handle(int req) {
+        requireNoFds(maxFds(req));
+        if (takesNoPayload(req)) {
+            msg.requireSize(0);
+        }
         switch (req) {
             case Request.GET_FEATURES -> {
                 requireNoFds(0);
