@@ -696,5 +696,6 @@ final class Connection {
         channel.close();
         arena.close();
         msg.closeFds();
+        msg.close();
     }
 }
