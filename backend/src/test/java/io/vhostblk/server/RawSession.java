@@ -14,7 +14,9 @@ import java.lang.invoke.MethodHandle;
 import java.util.ArrayList;
 import java.util.List;
 
+import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
 
 /**
@@ -28,6 +30,10 @@ public final class RawSession implements AutoCloseable {
             Linker.nativeLinker().defaultLookup().find("shutdown").orElseThrow(),
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final int SHUT_WR = 1;
+    private static final MethodHandle SENDMSG = Linker.nativeLinker().downcallHandle(
+            Linker.nativeLinker().defaultLookup().find("sendmsg").orElseThrow(),
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final int MSG_NOSIGNAL = 0x4000;
 
     /** A reply as received: request code, flags, payload size and the first u64 of the payload (0 if shorter). */
     public record Reply(int request, int flags, int size, long u64) {
@@ -82,12 +88,7 @@ public final class RawSession implements AutoCloseable {
      * connection (the send failed).
      */
     public boolean send(int request, int flags, int announcedSize, byte[] payload, int... fds) {
-        byte[] b = new byte[Message.HEADER_SIZE + payload.length];
-        MemorySegment s = MemorySegment.ofArray(b);
-        s.set(JAVA_INT_UNALIGNED, 0, request);
-        s.set(JAVA_INT_UNALIGNED, 4, flags);
-        s.set(JAVA_INT_UNALIGNED, 8, announcedSize);
-        System.arraycopy(payload, 0, b, Message.HEADER_SIZE, payload.length);
+        byte[] b = frame(request, flags, announcedSize, payload);
         try {
             fe.sendBytes(b, fds);
             return true;
@@ -95,6 +96,58 @@ public final class RawSession implements AutoCloseable {
             closedByPeer = true;
             return false;
         }
+    }
+
+    /**
+     * Sends {@code bytes} in one sendmsg with any number of fds in one SCM_RIGHTS message (the
+     * frontend's own send stops at the 8 a vhost-user message may carry). Returns false if the
+     * backend has closed the connection.
+     */
+    public boolean sendWithManyFds(byte[] bytes, int... fds) {
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(bytes.length);
+            MemorySegment.copy(MemorySegment.ofArray(bytes), 0, buf, 0, bytes.length);
+            MemorySegment iov = a.allocate(16, 8);
+            iov.set(JAVA_LONG, 0, buf.address());
+            iov.set(JAVA_LONG, 8, bytes.length);
+            long cmsgLen = 16 + 4L * fds.length;
+            MemorySegment control = a.allocate((cmsgLen + 7) & ~7L, 8);
+            control.set(JAVA_LONG, 0, cmsgLen);
+            control.set(JAVA_INT, 8, 1);   // SOL_SOCKET
+            control.set(JAVA_INT, 12, 1);  // SCM_RIGHTS
+            for (int i = 0; i < fds.length; i++) {
+                control.set(JAVA_INT, 16 + 4L * i, fds[i]);
+            }
+            MemorySegment msghdr = a.allocate(56, 8);
+            msghdr.set(JAVA_LONG, 16, iov.address());
+            msghdr.set(JAVA_LONG, 24, 1);
+            msghdr.set(JAVA_LONG, 32, control.address());
+            msghdr.set(JAVA_LONG, 40, control.byteSize());
+            long r = (long) SENDMSG.invokeExact(fe.socket().fd(), msghdr, MSG_NOSIGNAL);
+            if (r < 0) {
+                closedByPeer = true;
+                return false;
+            }
+            if (r != bytes.length) {
+                throw new AssertionError("short sendmsg: " + r + " of " + bytes.length);
+            }
+            return true;
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** The 12-byte header plus payload of a message, as bytes. */
+    public static byte[] frame(int request, int flags, int announcedSize, byte[] payload) {
+        byte[] b = new byte[Message.HEADER_SIZE + payload.length];
+        MemorySegment s = MemorySegment.ofArray(b);
+        s.set(JAVA_INT_UNALIGNED, 0, request);
+        s.set(JAVA_INT_UNALIGNED, 4, flags);
+        s.set(JAVA_INT_UNALIGNED, 8, announcedSize);
+        System.arraycopy(payload, 0, b, Message.HEADER_SIZE, payload.length);
+        return b;
     }
 
     /** Sends a well-formed message (version 1 plus {@code flags}). */
