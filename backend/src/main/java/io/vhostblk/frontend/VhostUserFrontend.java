@@ -502,6 +502,8 @@ public final class VhostUserFrontend implements AutoCloseable {
         } finally {
             channel.close();
             rx.closeFds(); // fds attached to tx are borrowed from their owners, never closed here
+            rx.close();
+            tx.close();
         }
     }
 }

@@ -33,6 +33,10 @@ public final class MemoryRegion {
     /**
      * Validates the description and maps {@code size + mmapOffset} bytes of {@code fd} shared.
      * The fd is not kept: the mapping holds the memory.
+     *
+     * <p>A regular file (memfd, shm, hugetlbfs) must hold the whole range: mmap succeeds beyond
+     * its end, but the first access there raises SIGBUS, which the JVM turns into an
+     * InternalError in whichever thread touches the ring or buffer.
      */
     public static MemoryRegion map(long guestAddr, long size, long userAddr, long mmapOffset, int fd) {
         if (size <= 0) {
@@ -46,6 +50,11 @@ public final class MemoryRegion {
         }
         if (Long.compareUnsigned(userAddr + size, userAddr) < 0 && userAddr + size != 0) {
             throw new IllegalArgumentException("memory region wraps the user address space");
+        }
+        Libc.Stat st = Libc.fstat(fd);
+        if (st.isRegularFile() && st.size() < mmapOffset + size) {
+            throw new IllegalArgumentException(String.format("memory region [0x%x, +0x%x) at mmap_offset 0x%x lies beyond the end of its %d-byte file",
+                    guestAddr, size, mmapOffset, st.size()));
         }
         MemorySegment m = Libc.mmap(size + mmapOffset, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_NORESERVE, fd, 0);
         return new MemoryRegion(guestAddr, size, userAddr, mmapOffset, m, true);

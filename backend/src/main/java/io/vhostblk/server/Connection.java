@@ -182,8 +182,33 @@ final class Connection {
         };
     }
 
+    /** The most fds request {@code req} may carry (vhost-user.rst, "Ancillary data"). */
+    private static int maxFds(int req) {
+        return switch (req) {
+            case Request.SET_MEM_TABLE -> 8;
+            // REM_MEM_REG: QEMU sends the region's fd along (libvhost-user closes it).
+            case Request.ADD_MEM_REG, Request.REM_MEM_REG, Request.SET_VRING_KICK, Request.SET_VRING_CALL,
+                 Request.SET_VRING_ERR, Request.SET_LOG_BASE, Request.SET_LOG_FD, Request.SET_BACKEND_REQ_FD,
+                 Request.SET_INFLIGHT_FD -> 1;
+            default -> 0;
+        };
+    }
+
+    /** Requests without a payload. */
+    private static boolean takesNoPayload(int req) {
+        return switch (req) {
+            case Request.GET_FEATURES, Request.GET_PROTOCOL_FEATURES, Request.SET_OWNER, Request.RESET_OWNER,
+                 Request.GET_QUEUE_NUM, Request.GET_MAX_MEM_SLOTS, Request.GET_STATUS, Request.RESET_DEVICE -> true;
+            default -> false;
+        };
+    }
+
     /** Handles the current message; returns true if it sent its own reply. */
     private boolean handle(int req) {
+        requireNoFds(maxFds(req));
+        if (takesNoPayload(req)) {
+            msg.requireSize(0);
+        }
         switch (req) {
             case Request.GET_FEATURES -> {
                 requireNoFds(0);
@@ -435,8 +460,16 @@ final class Connection {
      * Swaps the memory table with every running ring quiesced: rings are stopped (in-flight
      * requests complete), the table swapped, then the rings restart with the new table. Only
      * then is {@code unmapAfter} unmapped, so no worker can touch a stale mapping.
+     *
+     * <p>A table that no longer holds a running ring is refused before anything changes: the
+     * ring could not restart, and the caller unmaps the refused table's regions.
      */
     private void replaceMemory(GuestMemory next, MemoryRegion unmapAfter) {
+        for (Vring v : vrings) {
+            if (v.started && !ringInside(next, v)) {
+                throw new ProtocolException("vring " + v.index + " runs and would lie outside the new memory table");
+            }
+        }
         List<Vring> running = new ArrayList<>();
         for (Vring v : vrings) {
             if (v.started) {
@@ -531,6 +564,12 @@ final class Connection {
             }), "switch the call fd of vring " + v.index);
         }
         Libc.closeQuietly(old);
+    }
+
+    private static boolean ringInside(GuestMemory m, Vring v) {
+        return m.sliceUser(v.descUser, SplitRing.descTableSize(v.num)) != null
+                && m.sliceUser(v.availUser, SplitRing.availSize(v.num)) != null
+                && m.sliceUser(v.usedUser, SplitRing.usedSize(v.num)) != null;
     }
 
     /** Starts the ring: builds its runtime over the current memory and hands it to a worker. */
@@ -754,5 +793,6 @@ final class Connection {
         channel.close();
         arena.close();
         msg.closeFds();
+        msg.close();
     }
 }

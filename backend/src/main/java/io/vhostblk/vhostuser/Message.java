@@ -14,8 +14,11 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
  * <p>Payload accessors take byte offsets into the payload and check them against the
  * received size, so a short or malformed message raises {@link ProtocolException} instead of
  * reading stale bytes.
+ *
+ * <p>The buffer is native memory of a shared arena: {@link #close} frees it (fds are left to
+ * {@link #closeFds}).
  */
-public final class Message {
+public final class Message implements AutoCloseable {
     public static final int HEADER_SIZE = 12;
     /** Largest payload we accept: SET_MEM_TABLE with 8 regions is 264 bytes, GET_CONFIG 12+256. */
     public static final int MAX_PAYLOAD = 4096;
@@ -154,6 +157,14 @@ public final class Message {
             }
         }
         fdCount = 0;
+    }
+
+    /** Frees the buffer; the message is unusable afterwards. Fds it still holds are not closed. */
+    @Override
+    public void close() {
+        if (arena.scope().isAlive()) {
+            arena.close();
+        }
     }
 
     @Override

@@ -203,6 +203,10 @@ class GuestMemoryTest {
             assertThrows(IllegalArgumentException.class, () -> MemoryRegion.map(0, 0x2000, TOP, 0, fd), "wraps user space");
             assertThrows(IllegalArgumentException.class, () -> MemoryRegion.map(0, 0x1000, 0, -1L, fd), "negative offset");
             assertThrows(IllegalArgumentException.class, () -> MemoryRegion.map(0, 0x1000, 0, Long.MAX_VALUE, fd), "offset overflow");
+            // Found by VhostUserMessageFuzzTest: mmap succeeds past the end of the file, the first access raises SIGBUS.
+            assertThrows(IllegalArgumentException.class, () -> MemoryRegion.map(0, 0x4000, 0, 0, fd), "region larger than its file");
+            assertThrows(IllegalArgumentException.class, () -> MemoryRegion.map(0, 0x2000, 0, 0x1001, fd), "mmap_offset pushes it past the end");
+            MemoryRegion.map(0, 0x1000, 0, 0x2000, fd).unmap();
         } finally {
             Libc.close(fd);
         }

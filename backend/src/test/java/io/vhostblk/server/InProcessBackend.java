@@ -14,7 +14,7 @@ import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 
 /** The backend server running on a thread of the test JVM, serving a temp raw file on a temp socket. */
-final class InProcessBackend implements AutoCloseable {
+public final class InProcessBackend implements AutoCloseable {
     final Path image;
     final Path socket;
     final BackendServer server;
@@ -42,7 +42,7 @@ final class InProcessBackend implements AutoCloseable {
     }
 
     /** Starts a backend; {@code size} bytes of image, options as on the command line. */
-    static InProcessBackend start(Path dir, long size, String engine, CacheMode cache, int queues, int workers,
+    public static InProcessBackend start(Path dir, long size, String engine, CacheMode cache, int queues, int workers,
                                   boolean readOnly, String serial, long pollUs) throws IOException {
         return start(dir, size, engine, cache, queues, workers, readOnly, serial, pollUs, Kind.RAW);
     }
@@ -119,16 +119,41 @@ final class InProcessBackend implements AutoCloseable {
         return out;
     }
 
-    String socketPath() {
+    public String socketPath() {
         return socket.toString();
     }
 
-    boolean alive() {
+    public boolean alive() {
         return thread.isAlive() && failure == null;
     }
 
-    Throwable failure() {
+    public Throwable failure() {
         return failure;
+    }
+
+    /** Whether the backend is in a session (a frontend connected and not yet torn down). */
+    public boolean inSession() {
+        return server.status().connected();
+    }
+
+    /** Connections accepted so far. */
+    public long connections() {
+        return server.connections();
+    }
+
+    /**
+     * Waits until the backend has torn down its session (teardown follows the frontend's close)
+     * and is back in accept; false if it is still in a session after {@code timeoutMs}.
+     */
+    public boolean awaitIdle(long timeoutMs) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+        while (inSession()) {
+            if (System.nanoTime() > deadline) {
+                return false;
+            }
+            Thread.sleep(1);
+        }
+        return true;
     }
 
     @Override
