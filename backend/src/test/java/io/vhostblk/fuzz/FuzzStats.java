@@ -30,6 +30,12 @@ final class FuzzStats {
         @SuppressWarnings("resource")
         PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
         err.printf("[fuzz] %s: %d executions in %.1f s (%.0f/s), %s mode%n", target, executions, s, executions / s,
-                VhostUserMessageFuzzTest.fuzzing() ? "fuzzing" : "regression");
+                fuzzing() ? "fuzzing" : "regression");
+    }
+
+    /** Jazzer's own rule: fuzzing mode when JAZZER_FUZZ is set to a truthy value. */
+    static boolean fuzzing() {
+        String v = System.getenv("JAZZER_FUZZ");
+        return v != null && !v.isEmpty() && !v.equals("0") && !v.equalsIgnoreCase("false") && !v.equalsIgnoreCase("no");
     }
 }

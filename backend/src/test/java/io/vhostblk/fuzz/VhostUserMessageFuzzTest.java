@@ -60,7 +60,7 @@ class VhostUserMessageFuzzTest {
         return t;
     });
     /** While fuzzing, the fresh-frontend check runs on every this-many-th execution (it costs more than the input). */
-    static final int HEALTH_EVERY = fuzzing() ? 16 : 1;
+    static final int HEALTH_EVERY = FuzzStats.fuzzing() ? 16 : 1;
     private static InProcessBackend backend;
 
     /** One fd to attach: an eventfd, or a memfd of {@code pages} pages with {@code content} at offset 0. */
@@ -138,12 +138,6 @@ class VhostUserMessageFuzzTest {
         }
     }
 
-    /** Jazzer's own rule: fuzzing mode when JAZZER_FUZZ is set to a truthy value. */
-    static boolean fuzzing() {
-        String v = System.getenv("JAZZER_FUZZ");
-        return v != null && !v.isEmpty() && !v.equals("0") && !v.equalsIgnoreCase("false") && !v.equalsIgnoreCase("no");
-    }
-
     static byte[] encode(List<Msg> msgs) {
         FuzzInput.Writer w = new FuzzInput.Writer();
         msgs.forEach(m -> m.write(w));
@@ -187,10 +181,10 @@ class VhostUserMessageFuzzTest {
     void messageSequences(byte[] data) throws InterruptedException {
         STATS.count();
         RunResult r = run(data);
+        check(r.endedInTime(), "the backend did not end the session within " + SESSION_END_MS + " ms of our half-close");
         if (STATS.executions() % HEALTH_EVERY == 0) {
             checkFreshFrontendIsServed();
         }
-        check(r.endedInTime(), "the backend did not end the session within " + SESSION_END_MS + " ms of our half-close");
     }
 
     /** What one session did: the replies and whether the backend ended the session in time. */
@@ -209,29 +203,41 @@ class VhostUserMessageFuzzTest {
         boolean closedEarly = false;
         List<RawSession.Reply> replies;
         AtomicBoolean cut = new AtomicBoolean();
+        AtomicBoolean done = new AtomicBoolean();
         try (RawSession s = RawSession.connect(b.socketPath())) {
-            // A send blocks while the backend does not read; only shutting our socket down unblocks it.
+            // A send blocks while the backend does not read; only shutting our socket down unblocks
+            // it. The lock keeps the watchdog from touching the socket once it may be closed.
             ScheduledFuture<?> watchdog = WATCHDOG.schedule(() -> {
-                cut.set(true);
-                s.frontend().socket().shutdown();
+                synchronized (done) {
+                    if (!done.get()) {
+                        cut.set(true);
+                        s.frontend().socket().shutdown();
+                    }
+                }
             }, SESSION_LIMIT_MS, TimeUnit.MILLISECONDS);
-            for (Msg m : msgs) {
-                int[] fds = new int[m.fds().size()];
-                for (int i = 0; i < fds.length; i++) {
-                    Fd f = m.fds().get(i);
-                    fds[i] = f.eventFd() ? s.eventFd() : s.memFd(4096L * f.pages(), f.content());
+            try {
+                for (Msg m : msgs) {
+                    int[] fds = new int[m.fds().size()];
+                    for (int i = 0; i < fds.length; i++) {
+                        Fd f = m.fds().get(i);
+                        fds[i] = f.eventFd() ? s.eventFd() : s.memFd(4096L * f.pages(), f.content());
+                    }
+                    sent.add(m.code());
+                    int flags = m.raw() ? m.flags() : Message.VERSION | (m.needReply() ? Message.FLAG_NEED_REPLY : 0);
+                    int announced = m.raw() ? m.announced() : m.payload().length;
+                    inSync &= announced == m.payload().length;
+                    if (!s.send(m.code(), flags, announced, m.payload(), fds) || !s.poll(0)) {
+                        closedEarly = true;
+                        break;
+                    }
                 }
-                sent.add(m.code());
-                int flags = m.raw() ? m.flags() : Message.VERSION | (m.needReply() ? Message.FLAG_NEED_REPLY : 0);
-                int announced = m.raw() ? m.announced() : m.payload().length;
-                inSync &= announced == m.payload().length;
-                if (!s.send(m.code(), flags, announced, m.payload(), fds) || !s.poll(0)) {
-                    closedEarly = true;
-                    break;
+                ended = s.finish(SESSION_END_MS);
+            } finally {
+                synchronized (done) {
+                    done.set(true);
                 }
+                watchdog.cancel(false);
             }
-            ended = s.finish(SESSION_END_MS);
-            watchdog.cancel(false);
             replies = List.copyOf(s.replies());
         }
         check(!cut.get(), "the session was still going after " + SESSION_LIMIT_MS + " ms (backend stopped reading?)");
