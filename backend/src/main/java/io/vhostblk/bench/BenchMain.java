@@ -580,25 +580,7 @@ public final class BenchMain {
         }
 
         private static StringBuilder str(StringBuilder b, String k, String v) {
-            key(b, k).append('"');
-            for (int i = 0; i < v.length(); i++) {
-                char c = v.charAt(i);
-                switch (c) {
-                    case '"' -> b.append("\\\"");
-                    case '\\' -> b.append("\\\\");
-                    case '\n' -> b.append("\\n");
-                    case '\r' -> b.append("\\r");
-                    case '\t' -> b.append("\\t");
-                    default -> {
-                        if (c < 0x20) {
-                            b.append(String.format("\\u%04x", (int) c));
-                        } else {
-                            b.append(c);
-                        }
-                    }
-                }
-            }
-            return b.append('"');
+            return key(b, k).append(io.vhostblk.control.Json.quote(v));
         }
     }
 }
