@@ -156,4 +156,38 @@ class SupervisorTest {
         IOException e = assertThrows(IOException.class, () -> sup.ensure(dom, List.of(s)));
         assertTrue(e.getMessage().contains("not in vhostblk's socket directory"), e.getMessage());
     }
+    @Test
+    void backendsRunAsTheConfiguredUser() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue("root".equals(System.getProperty("user.name")),
+                "running a backend as another user needs root");
+        Process id = new ProcessBuilder("id", "-u", "libvirt-qemu").redirectErrorStream(true).start();
+        String uid = new String(id.getInputStream().readAllBytes()).strip();
+        org.junit.jupiter.api.Assumptions.assumeTrue(id.waitFor() == 0, "no libvirt-qemu user (libvirt-daemon-system not installed)");
+        // The fake backend's launcher must be reachable by that user.
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Properties p = new Properties();
+        p.setProperty("run.dir", dir.resolve("run-user").toString());
+        p.setProperty("log.dir", dir.resolve("log-user").toString());
+        p.setProperty("backend.launcher", dir.resolve("fake-backend").toString());
+        p.setProperty("backend.user", "libvirt-qemu");
+        p.setProperty("socket.group", "libvirt-qemu");
+        p.setProperty("backend.stop-timeout-s", "5");
+        PluginConfig userCfg = PluginConfig.from(dir.resolve("none.conf"), p);
+        Supervisor s2 = new Supervisor(userCfg);
+        try {
+            DiskSpec d = new DiskSpec("vdb", userCfg.socketDir().resolve("unit-vdb.sock").toString(),
+                    dir.resolve("b.raw").toString(), "file", "raw", false, null, null, null, 1, null, null);
+            s2.ensure(dom, List.of(d));
+            ManagedBackend b = s2.ofDomain(dom).getFirst();
+            assertEquals(ManagedBackend.State.RUNNING, b.state());
+            String status = Files.readString(Path.of("/proc/" + b.pid() + "/status"));
+            String uidLine = status.lines().filter(l -> l.startsWith("Uid:")).findFirst().orElseThrow();
+            assertEquals(uid, uidLine.split("\\s+")[1], "real uid of the backend: " + uidLine);
+            assertEquals(uid, uidLine.split("\\s+")[2], "effective uid of the backend: " + uidLine);
+            assertTrue(Files.exists(Path.of(d.socket())), "the backend, running as libvirt-qemu, created its socket");
+        } finally {
+            s2.release(dom, "test end");
+            s2.close();
+        }
+    }
 }
