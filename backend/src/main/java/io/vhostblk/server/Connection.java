@@ -112,6 +112,10 @@ final class Connection {
             LOG.error("closing the connection: {}", e.getMessage());
         } catch (RuntimeException e) {
             LOG.error("closing the connection after an error", e);
+        } catch (InternalError e) {
+            // SIGBUS on guest memory, raised by the JVM as InternalError: the frontend truncated a
+            // file behind a mapped region. That ends this session, never the backend.
+            LOG.error("closing the connection: guest memory faulted ({}); did the frontend shrink a memory file?", e.getMessage());
         } finally {
             msg.closeFds();
             teardown();
