@@ -70,10 +70,6 @@ public final class Worker implements Runnable {
         return id;
     }
 
-    public String engineName() {
-        return engine.name();
-    }
-
     public long errors() {
         return handler.errors();
     }

@@ -4,7 +4,6 @@ import io.vhostblk.linux.Libc;
 
 import java.lang.foreign.MemorySegment;
 
-import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
@@ -168,14 +167,5 @@ public final class ChainBuffers {
             done += n;
         }
         return done;
-    }
-
-    public void putByte(int i, long at, byte v) {
-        segs[i].set(JAVA_BYTE, offs[i] + at, v);
-    }
-
-    /** The iovec array itself (tests). */
-    public MemorySegment iovecs() {
-        return iov;
     }
 }

@@ -10,7 +10,6 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -184,11 +183,5 @@ class Qcow2BackendCrashTest {
         System.out.printf("qcow2 backend crash test: %d trials, %d flushed writes verified, %d images with leaked clusters%n",
                 TRIALS, durableChecked, leaksSeen);
         assertTrue(durableChecked > 0, "some trials verified flushed data");
-    }
-
-    static long fileSize(Path p) throws IOException {
-        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "r")) {
-            return f.length();
-        }
     }
 }
